@@ -1,0 +1,6 @@
+"""dcign-eval: analyses of DC-IGN models (traverse, metrics, recognition, report).
+
+Builds on :mod:`trainer` (the face world and the model); nothing in ``trainer`` imports from here.
+"""
+
+__version__ = "0.1.0"
