@@ -4,3 +4,7 @@ Builds on :mod:`trainer` (the face world and the model); nothing in ``trainer`` 
 """
 
 __version__ = "0.1.0"
+
+from dcign_eval.models import load_model  # noqa: E402  (the one loader for every analysis)
+
+__all__ = ["load_model", "__version__"]

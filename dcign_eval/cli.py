@@ -50,12 +50,14 @@ def render_grid_cmd(
 
     An existing complete set with the same parameters is reused.
     """
+    import numpy as np
+
     from dcign_eval.console import progress_bar
     from trainer.faces import GridSpec, render_grid
 
     spec = GridSpec.make(split, identities, azimuth_step, elevation_step, light_step,
                          _parse_fixed(fix))
-    total = int(__import__("numpy").prod(spec.factor_sizes))
+    total = int(np.prod(spec.factor_sizes))
     _check_size(size)
     with progress_bar(total, "rendering grid") as advance:
         ds = render_grid(out, spec, size=size, force=force, progress=advance)
@@ -110,6 +112,223 @@ def _preview(path: Path, identities, size: int) -> None:
 
     write_png(path, preview_sheet(identities, size=size))
     typer.echo(f"preview: {path} (rows: identities; columns: azimuth, elevation, light sweeps)")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                               "help_option_names": []}, add_help_option=False)
+def train(ctx: typer.Context) -> None:
+    """Train a DC-IGN (monovariant) or the entangled VAE baseline.
+
+    Takes the same options as `python -m trainer` (see `dcign-eval train --help`); for several
+    GPUs run `torchrun --nproc_per_node N -m trainer` with the same options.
+    """
+    from trainer.__main__ import main as train_main
+
+    raise typer.Exit(train_main(list(ctx.args), prog="dcign-eval train"))
+
+
+@app.command("metrics")
+def metrics_cmd(
+    model: list[str] = typer.Option(["dcign", "vae"], "--model", help="Run directory or shipped "
+                                    "model name; repeat for several."),
+    out: Path = typer.Option(Path("out/metrics"), "--out", help="Directory for metrics.csv/json."),
+    identities: int = typer.Option(10, min=2, help="Held-out identities in the evaluation grid."),
+    grid_dir: Path = typer.Option(Path("data"), "--grid-dir", help="Where the evaluation grid is "
+                                  "rendered once and reused."),
+    dci: str = typer.Option("fast", help="DCI estimator: 'fast' (extra trees, the report's) or "
+                            "'gbt' (disentanglement_lib's gradient-boosted trees, slow)."),
+    num_train: Optional[int] = typer.Option(None, min=10, help="Training points per metric "
+                                            "(default: disentanglement_lib's 10,000)."),
+    num_eval: Optional[int] = typer.Option(None, min=10, help="Evaluation points per metric "
+                                           "(default: 5,000)."),
+    seed: int = typer.Option(0, min=0, help="Seed of every random choice."),
+    metric: list[str] = typer.Option([], "--metric", help="Only these disentanglement metrics "
+                                     "(e.g. --metric mig); 'none' for the paper's measurements "
+                                     "alone. Default: all."),
+) -> None:
+    """Disentanglement metrics and the paper's measurements of one or more models.
+
+    Computes BetaVAE, FactorVAE, MIG, SAP, DCI, modularity/explicitness, IRS and the unsupervised
+    scores as disentanglement_lib defines them, plus the paper's: Spearman |rho| and monotone-fit
+    R^2 of each named neuron against its factor (a baseline's best single latent stands in) and
+    the intrinsic block's within/between-identity distance ratio. Everything is measured on a
+    factor grid of identities never seen in training. Writes a tidy metrics.csv and metrics.json
+    (model, metric, value, seconds) and prints a table.
+    """
+    import numpy as np
+
+    from dcign_eval import load_model
+    from dcign_eval.console import progress_bar
+    from dcign_eval.metrics import DCI_MODE_LABELS, write_metrics
+    from dcign_eval.metrics.suite import (evaluation_spec, evaluation_world, measure_models,
+                                          wide_table)
+
+    loaded = {name: load_model(name) for name in model}
+    sizes = {m.image_size for m in loaded.values()}
+    if len(sizes) != 1:
+        raise DcignError(f"the models take different image sizes {sorted(sizes)}; measure them "
+                         f"separately")
+    overrides = {k: v for k, v in (("num_train", num_train), ("num_eval", num_eval)) if v}
+    total = int(np.prod(evaluation_spec(identities).factor_sizes))
+    with progress_bar(total, "evaluation grid") as advance:
+        world = evaluation_world(grid_dir, sizes.pop(), identities, progress=advance)
+    selected = None if not metric else [m for m in metric if m != "none"]
+    df = measure_models(loaded, world, seed=seed, metrics=selected, dci_mode=dci, **overrides)
+    csv_path, json_path = write_metrics(df, out)
+    typer.echo(wide_table(df).to_string(float_format=lambda v: f"{v:.3f}"))
+    typer.echo(f"DCI estimator: {DCI_MODE_LABELS[dci]}")
+    typer.echo(f"wrote {csv_path} and {json_path}")
+
+
+@app.command("recognition")
+def recognition_cmd(
+    model: str = typer.Option("dcign", help="The DC-IGN: a run directory or a shipped model; "
+                                            "'none' leaves it out."),
+    baseline: str = typer.Option("vae", help="The entangled baseline: a run directory or a "
+                                             "shipped model; 'none' leaves it out."),
+    identities: int = typer.Option(100, help="Held-out identities (never seen in training), >= 2."),
+    out: Path = typer.Option(Path("out/recognition"), "--out", help="Output directory."),
+    seed: int = typer.Option(0, min=0, help="Seed of every random choice."),
+    size: Optional[int] = typer.Option(None, help="Image size in pixels (default: the models', "
+                                                  "64 without models)."),
+    azimuth_step: float = typer.Option(15.0, help="Probe azimuth grid step, degrees (-90..90)."),
+    elevation_step: float = typer.Option(15.0, help="Probe elevation grid step, degrees."),
+    light_step: float = typer.Option(20.0, help="Probe light azimuth grid step, degrees."),
+    probes_per_azimuth: int = typer.Option(4, min=0, help="(elevation, light) pairs drawn per "
+                                                          "identity and azimuth; 0: all."),
+    pca_components: int = typer.Option(200, min=0, help="PCA-of-pixels dimensions (fitted on "
+                                                        "training identities); 0: no PCA."),
+    classifier: list[str] = typer.Option([], help="Classifier(s): 1nn-cosine, logistic, "
+                                                  "linear-svc (default: all three)."),
+    cache: Optional[Path] = typer.Option(None, help="Cache of rendered faces and codes "
+                                                    "(default: OUT/cache)."),
+) -> None:
+    """Invariant face recognition: identify held-out faces across pose and light.
+
+    Gallery: each identity frontal (one-view), or frontal plus azimuth -90, -45, 45, 90
+    (several-views). Probes: the other views of the grid.
+
+    Features: DC-IGN intrinsic block, DC-IGN full code, baseline code, PCA of pixels, pixels.
+    Classifiers: 1-NN cosine, logistic regression, linear SVM. Verification: ROC AUC, EER.
+
+    Writes CSVs and plots to --out and prints a summary; codes are cached under --cache.
+    """
+    from dcign_eval.console import progress_bar
+    from dcign_eval.recognition import CLASSIFIERS, ProbeGrid, run_recognition
+
+    def _none(name: str):
+        return None if name.strip().lower() in ("", "none") else name
+
+    grid = ProbeGrid(azimuth_step, elevation_step, light_step,
+                     probes_per_azimuth=probes_per_azimuth or None)
+    if size is not None:
+        _check_size(size)
+    result = run_recognition(_none(model), _none(baseline), out=out, n_identities=identities,
+                             size=size, grid=grid, classifiers=tuple(classifier) or CLASSIFIERS,
+                             pca_components=pca_components or None, cache_dir=cache,
+                             random_state=seed, progress=progress_bar)
+    _print_recognition(result)
+
+
+def _print_recognition(result) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    p = result.params
+    console = Console()
+    large = f"|az|>={p['large_pose']:g}"
+
+    def table(title: str, columns: tuple[str, ...], rows) -> None:
+        t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+        for col in columns:
+            t.add_column(col, no_wrap=True)
+        for row in rows:
+            t.add_row(*row)
+        console.print(t)
+
+    table(f"Identification of {p['n_identities']} held-out identities ({p['n_probes']} probes; "
+          f"chance {p['chance']:.3f})", ("feature", "classifier", "protocol", "accuracy", large),
+          [(r.feature, r.classifier, r.protocol, f"{r.accuracy:.3f}",
+            f"{r.accuracy_large_pose:.3f}") for r in result.summary.itertuples()])
+    table("Verification, same vs different (cosine)", ("feature", "ROC AUC", "EER"),
+          [(r.feature, f"{r.auc:.3f}", f"{r.eer:.3f}")
+           for r in result.verification_summary.itertuples()])
+    if len(result.comparison):
+        table(f"Accuracy at {large}: dcign-intrinsic vs other (paired McNemar)",
+              ("classifier", "protocol", "other", "intr.", "other", "p", "intr. is"),
+              [(r.classifier, r.protocol, r.other, f"{r.accuracy_reference:.3f}",
+                f"{r.accuracy_other:.3f}",
+                f"{r.p_value:.1e}" if r.p_value < 1e-3 else f"{r.p_value:.3f}",
+                "n.s." if r.verdict == "no significant difference" else r.verdict)
+               for r in result.comparison.itertuples()])
+    for role, path in result.files.items():
+        typer.echo(f"{role}: {path}")
+
+
+@app.command("traverse")
+def traverse_cmd(
+    neuron: str = typer.Option("light", help="azimuth, elevation, light, a latent index, or all."),
+    model: str = typer.Option("dcign", help="A run directory or a shipped model (dcign, vae)."),
+    identity: int = typer.Option(1_000_000, help="Face-world identity of the source face "
+                                                 "(held-out identities start at 1,000,000)."),
+    azimuth: float = typer.Option(0.0, help="Source face azimuth, degrees (-90..90)."),
+    elevation: float = typer.Option(0.0, help="Source face elevation, degrees (-30..30)."),
+    light: float = typer.Option(0.0, help="Source light azimuth, degrees (-80..80)."),
+    image: Optional[Path] = typer.Option(None, help="Use this PNG/JPEG as the source face "
+                                                    "instead (grayscale, cropped, resized)."),
+    faces: int = typer.Option(1, help="Face-world faces in the movie, identities from "
+                                      "--identity on, shown in a grid."),
+    frames: int = typer.Option(32, help="Frames in the sweep."),
+    fps: float = typer.Option(12.0, help="Frames per second of the GIF and MP4."),
+    range_: Optional[tuple[float, float]] = typer.Option(
+        None, "--range", metavar="LO HI", help="Sweep range in latent units (default: the "
+                                               "latent's 1st..99th percentile on a face grid)."),
+    from_deg: Optional[float] = typer.Option(None, "--from", help="Sweep start in degrees "
+                                                                 "(named neurons; with --to)."),
+    to_deg: Optional[float] = typer.Option(None, "--to", help="Sweep end in degrees."),
+    out: Path = typer.Option(Path("out/traverse"), "--out", help="Output directory."),
+    fidelity: bool = typer.Option(False, help="Also score re-rendering at new angles on "
+                                              "held-out faces (a CSV and a plot per neuron)."),
+    fidelity_identities: int = typer.Option(8, help="Held-out faces per target angle."),
+) -> None:
+    """Latent-traversal movies: sweep one latent of a face and decode (the paper's Figs. 4-6).
+
+    Writes a GIF, an MP4 and a PNG contact sheet per neuron into --out and prints their paths.
+
+    A face-world face stands beside its true render at each frame's calibrated angle.
+
+    The calibration is cached in $DCIGN_EVAL_CACHE (default ~/.cache/dcign-eval).
+    """
+    from dcign_eval import load_model
+    from dcign_eval import traverse as tv
+
+    tv.parse_neuron(neuron)
+    if (from_deg is None) != (to_deg is None):
+        raise DcignError("--from and --to go together (degrees, e.g. --from -60 --to 60)")
+    loaded = load_model(model)
+    factors = tv.fidelity_factors(loaded, neuron) if fidelity else []
+    stem = tv.model_stem(model)
+    results = tv.traverse_to_files(
+        loaded, neuron, out_dir=out, stem=stem, image=image, identity=identity, azimuth=azimuth,
+        elevation=elevation, light=light, faces=faces, frames=frames, fps=fps,
+        value_range=range_, degree_range=None if from_deg is None else (from_deg, to_deg),
+        progress=True)
+    for r in results:
+        typer.echo(r.neuron.note)
+        typer.echo(r.describe())
+        for path in r.paths.values():
+            typer.echo(f"  {path}")
+    if fidelity:
+        frame = tv.rerender_fidelity(loaded, tv.calibrate(loaded), factors, model_name=stem,
+                                     n_identities=fidelity_identities, progress=True)
+        typer.echo("re-rendering fidelity (held-out faces; mean over target angles):")
+        for name, part in frame.groupby("neuron", sort=False):
+            typer.echo(f"  {name}: MSE {part['mse'].mean():.4f} (reconstruction "
+                       f"{part['recon_mse'].mean():.4f}), SSIM {part['ssim'].mean():.3f} "
+                       f"(reconstruction {part['recon_ssim'].mean():.3f})")
+        for path in tv.write_fidelity(frame, out, stem).values():
+            typer.echo(f"  {path}")
 
 
 def main() -> None:

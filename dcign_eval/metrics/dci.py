@@ -1,0 +1,172 @@
+"""Disentanglement, Completeness and Informativeness (DCI).
+
+Eastwood & Williams, "A Framework for the Quantitative Evaluation of Disentangled
+Representations", ICLR 2018, https://openreview.net/forum?id=By-7dz-AZ (Section 2), as
+disentanglement_lib computes it (``dci``; unsupervised_study_v1: 10,000 train / 5,000 test points).
+
+One classifier per factor predicts the factor from all latents; its feature importances fill
+column j of the importance matrix R (latents x factors).
+
+- Disentanglement = sum_i rho_i (1 - H_F(P_i.)), with P_i. row i of R normalised, H_F the entropy
+  in base F (number of factors) and rho_i = row i's share of the total importance.
+- Completeness = the same over columns, entropy base D (number of latents), weighted by each
+  factor's share.
+- Informativeness = mean test accuracy of the classifiers.
+
+Two estimators of R (``DCI_MODES``):
+
+- ``"gbt"`` (faithful, the reference's): scikit-learn's ``GradientBoostingClassifier`` with its
+  defaults (100 stages, depth 3), impurity-based ``feature_importances_``. Exact but slow: about a
+  minute for 10,000 points on the sanity factors, dominated by the 40-class factor.
+- ``"fast"`` (a different estimator, declared as such): ``ExtraTreesClassifier`` (Geurts et al.
+  2006, extremely randomised trees; the DCI paper itself uses random-forest importances), 20 trees
+  considering every latent at each split (``max_features=None``, as the boosted trees do),
+  ``min_samples_leaf=5``, impurity-based importances and accuracy. It agrees with ``"gbt"`` within
+  0.05 on the sanity cases (identity, noise, duplicated, constant) at a fraction of the cost.
+
+In both modes the per-factor models are fitted in parallel (``n_jobs``): GBT factors in worker
+processes, largest factor first; the extra-trees' trees in threads.
+
+Conventions where the reference is undefined: a factor constant in the training sample gets a zero
+importance column (its classifier is trivially exact); an all-zero R (constant code) gives
+disentanglement = completeness = 0; with a single factor (or a single latent) the normalised
+entropy has base 1 and is taken as 0, so disentanglement (completeness) is 1 for any importance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier
+
+from dcign_eval.metrics import _utils
+from trainer.errors import DcignError
+
+#: Estimators of the importance matrix: "fast" (extra-trees) and "gbt" (the reference's).
+DCI_MODES = ("fast", "gbt")
+
+#: The extra-trees of the fast mode.
+FAST_TREES = 20
+FAST_MIN_SAMPLES_LEAF = 5
+
+
+def compute_dci(data, represent, random_state, *, num_train: int = 10000,
+                num_test: int = 5000, batch_size: int = 16, mode: str = "gbt", n_jobs: int = 2,
+                cache=None) -> dict:
+    """DCI scores of ``represent`` on ``data``.
+
+    Args:
+        data: ground-truth data (factor_sizes, sample_factors, sample_observations_from_factors).
+        represent: maps a batch of observations to codes (N, D).
+        random_state: np.random.Generator (or int seed).
+        num_train: training points of the classifiers.
+        num_test: test points (informativeness).
+        batch_size: factors are drawn in batches of this size.
+        mode: "gbt" (faithful gradient-boosted trees) or "fast" (extra-trees); see DCI_MODES.
+        n_jobs: parallel workers.
+        cache: a :class:`~dcign_eval.metrics._utils.CodeCache` to share encodings.
+
+    Returns:
+        dict with ``disentanglement``, ``completeness``, ``informativeness_train``,
+        ``informativeness_test`` and ``mode``.
+    """
+    rng = _utils.as_generator(random_state)
+    _check_mode(mode)
+    cache = _utils.as_cache(data, represent, cache)
+    codes, factors = _utils.generate_batch_factor_code(data, cache, num_train, rng, batch_size)
+    codes_test, factors_test = _utils.generate_batch_factor_code(data, cache, num_test, rng,
+                                                                 batch_size)
+    return _compute_dci(codes, factors, codes_test, factors_test, mode=mode, random_state=rng,
+                        n_jobs=n_jobs)
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in DCI_MODES:
+        raise DcignError(f"unknown DCI mode {mode!r}; expected one of {', '.join(DCI_MODES)}")
+    return mode
+
+
+def _compute_dci(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndarray,
+                 factors_test: np.ndarray, *, mode: str = "gbt", random_state=None,
+                 n_jobs: int = 1) -> dict:
+    """DCI from training codes (N, D) / factors (N, F) and test codes / factors."""
+    codes, factors = _utils.check_codes_factors(codes, factors)
+    codes_test, factors_test = _utils.check_codes_factors(codes_test, factors_test, 1)
+    if codes_test.shape[1] != codes.shape[1] or factors_test.shape[1] != factors.shape[1]:
+        raise DcignError(f"test arrays {codes_test.shape} / {factors_test.shape} do not match "
+                         f"training arrays {codes.shape} / {factors.shape}")
+    rng = _utils.as_generator(random_state)
+    importance, train_acc, test_acc = _importance_matrix(
+        codes, factors, codes_test, factors_test, _check_mode(mode), rng, n_jobs)
+    return {"disentanglement": _disentanglement(importance),
+            "completeness": _completeness(importance),
+            "informativeness_train": train_acc, "informativeness_test": test_acc,
+            "mode": mode}
+
+
+def _fit_factor(mode: str, x, y, x_test, y_test, seed: int, n_jobs: int):
+    """(importances (D,), train accuracy, test accuracy) of one factor's classifier."""
+    if len(np.unique(y)) < 2:  # a constant factor: trivially predicted, no latent needed
+        return np.zeros(x.shape[1]), 1.0, float(np.mean(y_test == y[0]))
+    if mode == "gbt":
+        model = GradientBoostingClassifier(random_state=seed)
+    else:
+        model = ExtraTreesClassifier(n_estimators=FAST_TREES, max_features=None,
+                                     min_samples_leaf=FAST_MIN_SAMPLES_LEAF, bootstrap=False,
+                                     n_jobs=n_jobs, random_state=seed)
+    model.fit(x, y)
+    importances = np.abs(np.nan_to_num(model.feature_importances_))
+    return (importances, float(np.mean(model.predict(x) == y)),
+            float(np.mean(model.predict(x_test) == y_test)))
+
+
+def _importance_matrix(codes, factors, codes_test, factors_test, mode: str,
+                       random_state: np.random.Generator, n_jobs: int = 1):
+    """(D, F) importance matrix and mean train / test accuracy of the per-factor classifiers."""
+    num_factors = factors.shape[1]
+    seeds = random_state.integers(2**31 - 1, size=num_factors)
+    args = [(codes, factors[:, j], codes_test, factors_test[:, j], int(seeds[j]))
+            for j in range(num_factors)]
+    if mode == "gbt" and n_jobs != 1 and num_factors > 1:
+        # Cost grows with the number of classes: start the largest factors first.
+        order = np.argsort([-len(np.unique(factors[:, j])) for j in range(num_factors)],
+                           kind="stable")
+        fitted = Parallel(n_jobs=n_jobs)(delayed(_fit_factor)(mode, *args[j], 1) for j in order)
+        results = [None] * num_factors
+        for j, res in zip(order, fitted):
+            results[j] = res
+    else:
+        results = [_fit_factor(mode, *a, n_jobs) for a in args]
+    importance = np.stack([r[0] for r in results], axis=1)
+    return (importance, float(np.mean([r[1] for r in results])),
+            float(np.mean([r[2] for r in results])))
+
+
+def _normalised_entropy(p: np.ndarray, axis: int, base: int) -> np.ndarray:
+    """Entropy of the distributions along ``axis`` of non-negative weights ``p`` (normalised
+    there; an all-zero one counts as uniform), in base ``base``; 0 when base is 1."""
+    if base <= 1:
+        return np.zeros(np.delete(np.asarray(p.shape), axis))
+    p = p + 1e-11  # as the reference: all-zero rows become uniform, log(0) is avoided
+    p = p / p.sum(axis=axis, keepdims=True)
+    return -np.sum(p * np.log(p), axis=axis) / np.log(base)
+
+
+def _disentanglement(importance: np.ndarray) -> float:
+    """Disentanglement of a (D, F) importance matrix; 0 if it is all zero."""
+    importance = np.asarray(importance, dtype=np.float64)
+    total = importance.sum()
+    if total <= 0:
+        return 0.0
+    per_code = 1.0 - _normalised_entropy(importance, axis=1, base=importance.shape[1])
+    return float(np.sum(per_code * importance.sum(axis=1) / total))
+
+
+def _completeness(importance: np.ndarray) -> float:
+    """Completeness of a (D, F) importance matrix; 0 if it is all zero."""
+    importance = np.asarray(importance, dtype=np.float64)
+    total = importance.sum()
+    if total <= 0:
+        return 0.0
+    per_factor = 1.0 - _normalised_entropy(importance, axis=0, base=importance.shape[0])
+    return float(np.sum(per_factor * importance.sum(axis=0) / total))

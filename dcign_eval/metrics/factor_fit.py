@@ -1,0 +1,155 @@
+"""The DC-IGN paper's own measurements of a disentangled code.
+
+Kulkarni et al., "Deep Convolutional Inverse Graphics Network", NIPS 2015,
+https://arxiv.org/abs/1503.03167. The paper trains named latents (0 = face azimuth, 1 = elevation,
+2 = light azimuth; 3.. = the intrinsic block: identity) and shows scatter plots of each named
+latent against its true factor on test faces (Section 4, Figure 6), without numbers. These
+functions put numbers on those claims:
+
+- :func:`monotone_fit`: for one named latent, Spearman |rho| with its factor and the R^2 of the
+  best monotone (isotonic) fit of the latent as a function of the factor. The paper plots raw
+  encoder values with no regressor; a monotone map is what those plots show when the latent
+  "is" the factor, whatever its scale or curvature.
+- :func:`named_neuron_fits`: the same for several named latents at once.
+- :func:`intrinsic_invariance`: how invariant the intrinsic block is to the extrinsic factors:
+  the mean distance between codes of the *same* identity (rendered under different pose and
+  light) divided by the mean distance between codes of *different* identities. 0 = perfectly
+  invariant, about 1 = identity is not what the block encodes.
+
+Pure functions on arrays: codes (N, D), factor values (N,), identity labels (N,).
+Undefined cases (a constant latent or factor, a collapsed block) score 0.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+from scipy.spatial.distance import cdist
+from scipy.stats import spearmanr
+from sklearn.isotonic import IsotonicRegression
+
+from dcign_eval.metrics import _utils
+from trainer.errors import DcignError
+
+
+def _check_vector(values, name: str, n: int | None = None) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1:
+        raise DcignError(f"{name} must be a 1-D array, got shape {values.shape}")
+    if n is not None and len(values) != n:
+        raise DcignError(f"{name} has {len(values)} values, expected {n}")
+    if not np.all(np.isfinite(values)):
+        raise DcignError(f"{name} contains NaN or inf")
+    return values
+
+
+def _r2(y: np.ndarray, fitted: np.ndarray) -> float:
+    total = np.sum((y - y.mean()) ** 2)
+    return float(1.0 - np.sum((y - fitted) ** 2) / total) if total > 0 else 0.0
+
+
+def monotone_fit(latent, factor) -> dict[str, float]:
+    """How well one latent follows one factor.
+
+    Args:
+        latent: (N,) values of the latent (e.g. the encoder mean of the azimuth neuron).
+        factor: (N,) true values of its factor (e.g. azimuth in degrees, or grid indices).
+
+    Returns:
+        dict with ``spearman`` (|rho|, rank correlation) and ``r2`` (R^2 of the latent against
+        the better of the increasing and the decreasing isotonic regression on the factor);
+        both in [0, 1], 0 when the latent or the factor is constant.
+    """
+    latent = _check_vector(latent, "latent")
+    factor = _check_vector(factor, "factor", len(latent))
+    if len(latent) < 2 or np.ptp(latent) == 0 or np.ptp(factor) == 0:
+        return {"spearman": 0.0, "r2": 0.0}
+    rho = spearmanr(factor, latent).statistic
+    r2 = max(_r2(latent, IsotonicRegression(increasing=inc).fit_transform(factor, latent))
+             for inc in (True, False))
+    return {"spearman": float(abs(rho)) if np.isfinite(rho) else 0.0, "r2": max(0.0, r2)}
+
+
+def named_neuron_fits(codes, factor_values: Mapping[str, np.ndarray],
+                      neurons: Mapping[str, int]) -> dict[str, dict[str, float]]:
+    """:func:`monotone_fit` of each named latent against its factor.
+
+    Args:
+        codes: (N, D) encoder means.
+        factor_values: factor name -> (N,) true values.
+        neurons: factor name -> index of its named latent (DC-IGN: azimuth 0, elevation 1,
+            light 2).
+
+    Returns:
+        factor name -> dict(neuron=index, spearman=|rho|, r2=R^2), in the order of ``neurons``.
+    """
+    codes = _utils.check_codes(codes)
+    out = {}
+    for name, neuron in neurons.items():
+        if name not in factor_values:
+            raise DcignError(f"no values for factor {name!r}; have {sorted(factor_values)}")
+        if not 0 <= int(neuron) < codes.shape[1]:
+            raise DcignError(f"neuron {neuron} for {name!r} is outside the code's "
+                             f"{codes.shape[1]} dims")
+        fit = monotone_fit(codes[:, int(neuron)], factor_values[name])
+        out[name] = {"neuron": int(neuron), **fit}
+    return out
+
+
+def within_between_distances(block, identity, *, max_points: int | None = None,
+                             random_state=None, chunk: int = 1024) -> tuple[float, float]:
+    """Mean Euclidean distance between codes of the same identity and of different identities.
+
+    Args:
+        block: (N, d) codes of the block (e.g. the intrinsic latents 3..199).
+        identity: (N,) identity label of each row.
+        max_points: use a random subset of this many rows (the cost is O(N^2)); None = all.
+        random_state: Generator (or seed) choosing the subset.
+        chunk: rows per distance block (bounds memory).
+
+    Returns:
+        (mean within-identity distance, mean between-identity distance) over pairs of distinct
+        rows.
+    """
+    block = _utils.check_codes(block, name="block", min_rows=2)
+    identity = np.asarray(identity)
+    if identity.shape != (block.shape[0],):
+        raise DcignError(f"identity must have one label per row ({block.shape[0]}), "
+                         f"got shape {identity.shape}")
+    if max_points is not None and block.shape[0] > max_points:
+        rng = _utils.as_generator(random_state)
+        keep = np.sort(rng.choice(block.shape[0], size=int(max_points), replace=False))
+        block, identity = block[keep], identity[keep]
+    _, labels, counts = np.unique(identity, return_inverse=True, return_counts=True)
+    labels = labels.reshape(-1)
+    n = len(labels)
+    n_within = float(np.sum(counts * (counts - 1)))  # ordered pairs, self-pairs excluded
+    n_between = float(n * n - np.sum(counts**2))
+    if n_within == 0 or n_between == 0:
+        raise DcignError("intrinsic invariance needs at least two rows of one identity and two "
+                         f"identities; got {len(counts)} identities, at most {counts.max()} "
+                         "rows each")
+    within = between = 0.0
+    for start in range(0, n, chunk):
+        dist = cdist(block[start: start + chunk], block)
+        same = labels[start: start + chunk, None] == labels[None, :]
+        within += dist[same].sum()  # self-distances are 0 and add nothing
+        between += dist[~same].sum()
+    return within / n_within, between / n_between
+
+
+def intrinsic_invariance(block, identity, *, max_points: int | None = None,
+                         random_state=None) -> float:
+    """Invariance of a code block to everything but identity: mean within-identity distance /
+    mean between-identity distance (0 = invariant; 0 also for a collapsed block, where both are 0).
+
+    Args:
+        block: (N, d) codes of the block, rows spanning several poses / lights per identity.
+        identity: (N,) identity label of each row.
+        max_points: use a random subset of this many rows; None = all.
+        random_state: Generator (or seed) choosing the subset.
+    """
+    within, between = within_between_distances(block, identity, max_points=max_points,
+                                               random_state=random_state)
+    return float(within / between) if between > 0 else 0.0

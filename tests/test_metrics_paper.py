@@ -1,0 +1,88 @@
+"""The paper's measurements and the `dcign-eval metrics` command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from dcign_eval.metrics.paper import PAPER_KEYS, best_single_latent, paper_measurements
+
+
+def grid_factors(n_id=4, seed=0):
+    rng = np.random.default_rng(seed)
+    n = n_id * 60
+    return pd.DataFrame({"identity": np.repeat(np.arange(n_id), 60),
+                         "azimuth": rng.uniform(-90, 90, n), "elevation": rng.uniform(-30, 30, n),
+                         "light": rng.uniform(-80, 80, n)})
+
+
+def test_named_neurons_that_are_their_factors_score_one():
+    f = grid_factors()
+    rng = np.random.default_rng(1)
+    identity_code = rng.normal(size=(f.identity.max() + 1, 5))[f.identity]
+    codes = np.column_stack([np.tanh(f.azimuth / 50), -f.elevation ** 3, f.light, identity_code])
+    out = paper_measurements(codes, f, {"azimuth": 0, "elevation": 1, "light": 2})
+    assert set(PAPER_KEYS) <= set(out)
+    for name in ("azimuth", "elevation", "light"):
+        assert out[f"spearman_{name}"] == pytest.approx(1.0)
+        assert out[f"r2_{name}"] == pytest.approx(1.0)
+    assert out["intrinsic_invariance"] == pytest.approx(0.0)  # block depends on identity only
+
+
+def test_baseline_uses_its_best_single_latent_and_whole_code():
+    f = grid_factors()
+    rng = np.random.default_rng(2)
+    codes = rng.normal(size=(len(f), 6))
+    codes[:, 4] = f.light + rng.normal(scale=5, size=len(f))
+    assert best_single_latent(codes, f.light.to_numpy()) == 4
+    out = paper_measurements(codes, f, {})
+    assert out["neuron_light"] == 4 and out["spearman_light"] > 0.9
+    assert out["spearman_azimuth"] < 0.3
+    assert 0.8 < out["intrinsic_invariance"] < 1.2  # noise: same and other identities alike
+
+
+def test_metrics_command_writes_tidy_csv_and_json(tmp_path):
+    import torch
+
+    from dcign_eval.cli import app
+    from trainer.checkpoint import latent_layout, save_checkpoint
+    from trainer.model import DCIGN, ModelConfig
+
+    torch.manual_seed(0)
+    runs = {}
+    for name, names in (("tiny-dcign", None), ("tiny-vae", {})):
+        kwargs = {} if names is None else {"latent_names": names}
+        cfg = ModelConfig(image_size=64, latent_dim=8, width=0.0625, **kwargs)
+        runs[name] = tmp_path / name
+        save_checkpoint(runs[name], model=DCIGN(cfg),
+                        config={"model": cfg.to_dict(), "train": {},
+                                "latent_layout": latent_layout(cfg), "data": {}},
+                        state={"step": 0})
+    out = tmp_path / "metrics"
+    result = CliRunner().invoke(app, [
+        "metrics", "--model", str(runs["tiny-dcign"]), "--model", str(runs["tiny-vae"]),
+        "--out", str(out), "--identities", "2", "--grid-dir", str(tmp_path / "data"),
+        "--num-train", "200", "--num-eval", "100"])
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(out / "metrics.csv")
+    assert list(df.columns) == ["model", "metric", "value", "seconds"]
+    assert set(df.model) == {str(runs["tiny-dcign"]), str(runs["tiny-vae"])}
+    assert {"mig", "dci_disentanglement", "spearman_light", "intrinsic_invariance"} <= set(df.metric)
+    assert np.isfinite(df.value).all()
+    assert len(json.loads((out / "metrics.json").read_text())) == len(df)
+    assert "spearman_azimuth" in result.output
+
+
+def test_metrics_command_missing_model_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "dcign_eval.cli", "metrics", "--model",
+                        str(tmp_path / "nope"), "--out", str(tmp_path / "m")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("error: no model") and len(r.stderr.splitlines()) == 1

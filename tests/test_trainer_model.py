@@ -1,0 +1,58 @@
+"""The DC-IGN network: shapes at 64x64 and the paper's 150x150, parameter count, the loss."""
+
+import math
+
+import pytest
+import torch
+
+from trainer.errors import DcignError
+from trainer.model import DCIGN, ModelConfig, count_flops, decoder_plan, n_params, neg_elbo
+
+
+@pytest.mark.parametrize("size, plan, enc", [(64, (4, 3), 4), (150, (15, 0), 15)])
+def test_shapes_at_both_sizes(size, plan, enc):
+    assert decoder_plan(size) == plan
+    cfg = ModelConfig(image_size=size, width=0.125)
+    model = DCIGN(cfg)
+    assert model.mu.in_features == 3 * enc * enc  # 24 * 0.125 = 3 feature maps
+    x = torch.rand(2, 1, size, size)
+    logits, mu, logvar = model(x, torch.zeros(2, 200))
+    assert logits.shape == (2, 1, size, size)
+    assert mu.shape == logvar.shape == (2, 200)
+    images = model.decode(mu)
+    assert images.shape == (2, 1, size, size)
+    assert 0 <= images.min() and images.max() <= 1
+
+
+def test_paper_model_size_and_flops():
+    cfg = ModelConfig(image_size=150)
+    assert n_params(DCIGN(cfg)) == 4_131_137  # the paper's "about 4.1M"
+    assert 3 * count_flops(cfg) == pytest.approx(23.5e9, rel=0.01)  # forward + backward
+
+
+def test_latent_layout_and_width():
+    cfg = ModelConfig()
+    assert cfg.latent_names == {"azimuth": 0, "elevation": 1, "light": 2}
+    assert list(cfg.intrinsic) == list(range(3, 200))
+    assert DCIGN(ModelConfig(width=0.5)).encoder[0].out_channels == 48
+    assert ModelConfig(latent_names={}).intrinsic == range(0, 200)
+
+
+@pytest.mark.parametrize("size", [32, 40, 72])
+def test_unsupported_sizes_fail_clearly(size):
+    with pytest.raises(DcignError) as e:
+        ModelConfig(image_size=size)
+    assert str(size) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_neg_elbo_by_hand():
+    x = torch.rand(3, 1, 64, 64)
+    logits = torch.zeros_like(x)  # p = 1/2 everywhere: BCE = ln 2 per pixel, whatever x is
+    mu = torch.zeros(3, 200)
+    mu[1, :10] = 1.0  # KL of N(1, 1) to N(0, 1) = 1/2 per latent
+    logvar = torch.zeros(3, 200)
+    logvar[2, 0] = math.log(4.0)  # KL of N(0, 4): (4 - 1 - ln 4) / 2
+    nelbo, bce, kl = neg_elbo(logits, x, mu, logvar)
+    assert torch.allclose(bce, torch.full((3,), 64 * 64 * math.log(2)))
+    assert torch.allclose(kl, torch.tensor([0.0, 5.0, (3 - math.log(4)) / 2]), atol=1e-6)
+    assert torch.allclose(nelbo, bce + kl)

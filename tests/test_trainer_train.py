@@ -1,0 +1,286 @@
+"""The training loop, run directories and the loader, on a tiny synthetic face set (CPU)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import trainer.train as train_mod
+from dcign_eval import load_model
+from test_trainer_data import make_monovariant_data
+from trainer.__main__ import main as trainer_main
+from trainer.checkpoint import load_checkpoint
+from trainer.errors import CheckpointError, DatasetError, DcignError
+from trainer.train import NonFiniteLoss, TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny models gain nothing from threads, and on a shared 2-core machine they lose a lot
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_monovariant_data(tmp_path_factory.mktemp("faces") / "mono64", size=64)
+
+
+def tiny(data, out, **kw) -> TrainConfig:
+    cfg = dict(data=str(data), out=str(out), steps=4, width=0.125, checkpoint_every=2,
+               val_every=2, val_batches=2, quiet=True, verify_data=False)
+    cfg.update(kw)
+    return TrainConfig(**cfg)
+
+
+def one_line_error(exc_info) -> str:
+    msg = str(exc_info.value)
+    assert msg and "\n" not in msg
+    return msg
+
+
+def train_rows(history):
+    return [(h["step"], h["batch_type"], h["neg_elbo"]) for h in history if h["split"] == "train"]
+
+
+@pytest.mark.parametrize("mode", ["monovariant", "vae"])
+def test_a_few_steps_lower_the_loss(data, tmp_path, mode):
+    result = train(tiny(data, tmp_path / "run", steps=16, lr=2e-3, mode=mode, val_every=0))
+    losses = [h["neg_elbo"] for h in result.history if h["split"] == "train"]
+    assert len(losses) == 16
+    assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4])
+    assert load_checkpoint(tmp_path / "run").step == 16
+
+
+def test_resume_is_exact(data, tmp_path):
+    full = train(tiny(data, tmp_path / "full", steps=6, checkpoint_every=3, val_every=3))
+    half = train(tiny(data, tmp_path / "half", steps=3, checkpoint_every=3, val_every=3))
+    assert half.step == 3
+    resumed = train(tiny(data, tmp_path / "half", steps=6, checkpoint_every=3, val_every=3,
+                         resume=True))
+    assert resumed.step == 6
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert train_rows(full.history) == train_rows(resumed.history)
+    a, b = (load_checkpoint(tmp_path / r, training_state=True) for r in ("full", "half"))
+    for sa, sb in zip(a.optimizer["state"].values(), b.optimizer["state"].values()):
+        torch.testing.assert_close(sa["exp_avg_sq"], sb["exp_avg_sq"], rtol=0, atol=1e-9)
+    vals = [h for h in b.history if h["split"] == "test"]
+    assert [v["step"] for v in vals] == [3, 6]
+
+
+def test_resume_keeps_its_settings(data, tmp_path):
+    train(tiny(data, tmp_path / "run", steps=2))
+    with pytest.raises(CheckpointError) as e:
+        train(tiny(data, tmp_path / "run", steps=4, lr=1e-3, resume=True))
+    assert "lr" in one_line_error(e)
+    with pytest.raises(CheckpointError) as e:
+        train(tiny(data, tmp_path / "run", steps=4))  # without --resume
+    assert "--resume" in one_line_error(e)
+
+
+def test_cli_resume_takes_saved_settings(data, tmp_path):
+    out = tmp_path / "run"
+    assert trainer_main(["--data", str(data), "--out", str(out), "--steps", "2", "--width",
+                         "0.125", "--quiet", "--no-verify-data", "--lr", "1e-3"]) == 0
+    assert trainer_main(["--out", str(out), "--resume", "--steps", "3"]) == 0
+    ckpt = load_checkpoint(out)
+    assert ckpt.step == 3 and ckpt.config["train"]["lr"] == 1e-3
+
+
+def test_init_from_a_baseline(data, tmp_path):
+    base = train(tiny(data, tmp_path / "vae", mode="vae", steps=2))
+    assert base.model.config.latent_names == {}
+    mono = train(tiny(data, tmp_path / "mono", steps=1, lr=1e-12, init_from=str(tmp_path / "vae")))
+    assert mono.model.config.latent_names == {"azimuth": 0, "elevation": 1, "light": 2}
+    for a, b in zip(base.model.parameters(), mono.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-9)
+    with pytest.raises(CheckpointError) as e:
+        train(tiny(data, tmp_path / "mono2", width=0.25, init_from=str(tmp_path / "vae")))
+    assert "width" in one_line_error(e)
+
+
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(data, tmp_path, monkeypatch):
+    real, calls = train_mod.neg_elbo, {"n": 0}
+
+    def poisoned(*args):
+        calls["n"] += 1
+        nelbo, bce, kl = real(*args)
+        return (nelbo * np.nan, bce * np.nan, kl) if calls["n"] == 5 else (nelbo, bce, kl)
+
+    monkeypatch.setattr(train_mod, "neg_elbo", poisoned)
+    with pytest.raises(NonFiniteLoss) as e:
+        train(tiny(data, tmp_path / "run", steps=8, val_every=0))
+    msg = one_line_error(e)
+    assert "nan" in msg and "step 5" in msg and "step 4" in msg
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt.step == 4 and all(torch.isfinite(w).all() for w in ckpt.weights.values())
+
+
+def test_sigterm_writes_a_final_checkpoint(data, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "trainer", "--data", str(data), "--out", str(out),
+           "--steps", "100000", "--width", "0.125", "--checkpoint-every", "100000",
+           "--val-every", "1", "--val-batches", "1", "--no-verify-data"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        assert proc.stderr.readline().startswith("step 1/")  # training has started
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted by SIGTERM" in err
+    ckpt = load_checkpoint(out)
+    assert ckpt.state["status"] == "interrupted" and ckpt.step >= 1
+
+
+# -- one-line errors -------------------------------------------------------------------------------
+
+def test_missing_data_set(tmp_path):
+    with pytest.raises(DatasetError) as e:
+        train(tiny(tmp_path / "nowhere", tmp_path / "run"))
+    assert "no data directory" in one_line_error(e)
+    (tmp_path / "half").mkdir()
+    with pytest.raises(DatasetError) as e:
+        train(tiny(tmp_path / "half", tmp_path / "run"))
+    assert "train" in one_line_error(e)
+
+
+def test_data_of_the_wrong_image_size(data, tmp_path):
+    odd = make_monovariant_data(tmp_path / "mono40", size=40, batches_per_type=1)
+    with pytest.raises(DcignError) as e:
+        train(tiny(odd, tmp_path / "run"))
+    assert "40" in one_line_error(e)
+    mixed = make_monovariant_data(tmp_path / "mixed", size=64, batches_per_type=1, test_size=48)
+    with pytest.raises(DatasetError) as e:
+        train(tiny(mixed, tmp_path / "run"))
+    assert "48x48" in one_line_error(e)
+    train(tiny(data, tmp_path / "run64", steps=1))
+    other = make_monovariant_data(tmp_path / "mono48", size=48, batches_per_type=1)
+    with pytest.raises(CheckpointError) as e:
+        train(tiny(other, tmp_path / "run64", steps=2, resume=True))
+    one_line_error(e)
+    model = load_model(tmp_path / "run64")
+    with pytest.raises(DcignError) as e:
+        model.encode(np.zeros((2, 48, 48), np.uint8))
+    assert "64x64" in one_line_error(e) and "48x48" in str(e.value)
+
+
+def test_corrupt_checkpoint(data, tmp_path):
+    out = tmp_path / "run"
+    train(tiny(data, out, steps=1))
+    weights = out / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[100:140] = b"\xff" * 40
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError) as e:
+        load_model(out)
+    assert "corrupt" in one_line_error(e)
+    weights.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(out, verify=False)  # the format check alone catches it too
+    assert "corrupt" in one_line_error(e)
+    (out / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError) as e:
+        load_model(out)
+    assert "config.json" in one_line_error(e)
+
+
+def test_not_a_checkpoint(data, tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(os.urandom(256))
+    for path in (junk, tmp_path, tmp_path / "missing"):
+        with pytest.raises(DcignError) as e:
+            load_model(path)
+        one_line_error(e)
+    with pytest.raises(CheckpointError) as e:
+        train(tiny(data, tmp_path / "run", init_from=str(junk)))
+    assert "not a run directory" in one_line_error(e)
+
+
+def test_unknown_config_keys(data, tmp_path):
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(json.dumps({"steps": 2, "learning_rate": 0.1}))
+    with pytest.raises(DcignError) as e:
+        trainer_main(["--config", str(cfg_file), "--data", str(data), "--out", str(tmp_path)])
+    assert "'learning_rate'" in one_line_error(e)
+    with pytest.raises(DcignError) as e:
+        trainer_main(["--learning-rate", "0.1"])
+    assert "--learning-rate" in one_line_error(e)
+    out = tmp_path / "run"
+    train(tiny(data, out, steps=1))
+    config = json.loads((out / "config.json").read_text())
+    config["model"]["depth"] = 3
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError) as e:
+        load_model(out)
+    assert "'depth'" in one_line_error(e)
+
+
+def test_cli_prints_one_line_and_exits_2(tmp_path):
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(json.dumps({"lrr": 0.1}))
+    for args in (["--config", str(cfg_file)], ["--data", str(tmp_path / "no"), "--out", "x"]):
+        proc = subprocess.run([sys.executable, "-m", "trainer", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, OMP_NUM_THREADS="1"))
+        assert proc.returncode == 2
+        assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
+
+
+def test_dcign_eval_train_forwards_to_the_trainer(data, tmp_path):
+    from typer.testing import CliRunner
+
+    from dcign_eval.cli import app
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--data", str(data), "--out", str(out), "--steps",
+                                      "1", "--width", "0.125", "--quiet", "--no-verify-data"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(out).step == 1
+
+
+# -- the loader ------------------------------------------------------------------------------------
+
+def test_load_model(data, tmp_path):
+    out = tmp_path / "run"
+    train(tiny(data, out, steps=2))
+    model = load_model(out)
+    assert model.latent_names == {"azimuth": 0, "elevation": 1, "light": 2}
+    assert model.image_size == 64
+    images = np.load(data / "test" / "images.npy")[:5]
+    mu = model.encode(images)
+    assert mu.shape == (5, 200) and mu.dtype == np.float32
+    np.testing.assert_allclose(model.encode(images / 255.0), mu, atol=1e-5)
+    np.testing.assert_allclose(model.encode(images[:, None]), mu, atol=1e-6)
+    decoded = model.decode(mu)
+    assert decoded.shape == (5, 64, 64) and 0 <= decoded.min() and decoded.max() <= 1
+    with pytest.raises(DcignError) as e:
+        model.encode(images.astype(np.float32))
+    assert "[0, 1]" in one_line_error(e)
+    vae = tmp_path / "vae"
+    train(tiny(data, vae, steps=1, mode="vae"))
+    assert load_model(vae / "model.safetensors").latent_names == {}
+
+
+def test_shipped_names(tmp_path):
+    from dcign_eval.models import SHIPPED_DIR
+    for name in ("dcign", "vae"):
+        if not (SHIPPED_DIR / name / "model.safetensors").exists():
+            with pytest.raises(DcignError) as e:
+                load_model(name)
+            assert "not installed" in one_line_error(e)
+    with pytest.raises(DcignError) as e:
+        load_model("gan")
+    assert "'gan'" in one_line_error(e)

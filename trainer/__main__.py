@@ -1,0 +1,105 @@
+"""``python -m trainer`` / ``torchrun --nproc_per_node N -m trainer``: train a DC-IGN or a baseline.
+
+Every :class:`~trainer.train.TrainConfig` field is a flag (``--batch-size``, ``--clamp-reference``,
+...). Values come from, in increasing priority: the defaults, the run's saved config (with
+``--resume``), a ``--config FILE.json`` of TrainConfig keys, and the flags. ``dcign-eval train``
+forwards its arguments here unchanged.
+
+Examples::
+
+    python -m trainer --data data/mono64 --out runs/dcign64
+    python -m trainer --data data/mono64 --out runs/vae64 --mode vae
+    python -m trainer --data data/mono64 --out runs/dcign64-pre --init-from runs/vae64
+    python -m trainer --out runs/dcign64 --resume --steps 200000
+    torchrun --nproc_per_node 8 -m trainer --data data/mono150 --out runs/dcign150
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from trainer.errors import DcignError
+
+PROG = "python -m trainer"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, raised, so every front end prints it the same way
+        raise DcignError(f"{message} (see {self.prog} --help)")
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    from trainer.train import TrainConfig
+    p = _Parser(prog=prog, description="Train a DC-IGN (monovariant) or the entangled VAE "
+                "baseline. Values: defaults < the run's saved config (--resume) < --config file "
+                "< flags.",
+                argument_default=argparse.SUPPRESS)
+    p.add_argument("--config", metavar="FILE.json",
+                   help="JSON object of config keys (the flags' names with underscores)")
+    for f in fields(TrainConfig):
+        flag, default = "--" + f.name.replace("_", "-"), f.default
+        help = f"{f.metadata['help']} (default: {default!r})"
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=help)
+        elif isinstance(default, tuple):
+            p.add_argument(flag, nargs=len(default), type=float, metavar="X", help=help)
+        else:
+            p.add_argument(flag, type=type(default), help=help)
+    return p
+
+
+def read_config_file(path: str) -> dict:
+    try:
+        values = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DcignError(f"config file {path} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DcignError(f"config file {path} is not valid JSON") from None
+    if not isinstance(values, dict):
+        raise DcignError(f"config file {path} must hold a JSON object of config keys")
+    return values
+
+
+def config_from_argv(argv: list[str] | None = None, prog: str = PROG):
+    """Parse the command line into a TrainConfig (see the module docstring for priorities)."""
+    from trainer.checkpoint import read_config
+    from trainer.train import TrainConfig
+    args = vars(build_parser(prog).parse_args(argv))
+    values: dict = {}
+    config_file = args.pop("config", None)
+    from_file = read_config_file(config_file) if config_file else {}
+    TrainConfig.from_dict(from_file, f"config file {config_file}")  # unknown keys fail here
+    if args.get("resume", from_file.get("resume", False)):
+        out = args.get("out", from_file.get("out"))
+        if not out:
+            raise DcignError("--resume needs --out RUN_DIR")
+        values.update(read_config(out)["train"])
+    values.update(from_file)
+    values.update(args)
+    return TrainConfig.from_dict(values, "the command line")
+
+
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    """Train; returns the exit status (0, or 128 + signal number when interrupted)."""
+    from trainer.train import train
+    result = train(config_from_argv(argv, prog))
+    if result.status == "interrupted":
+        if result.rank == 0:
+            name = signal.Signals(result.signal).name if result.signal else "a signal"
+            print(f"interrupted by {name} at step {result.step}; checkpoint written to "
+                  f"{result.out}; continue with --out {result.out} --resume", file=sys.stderr)
+        return 128 + (result.signal or 0)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except DcignError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

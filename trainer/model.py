@@ -1,0 +1,216 @@
+"""The DC-IGN network: a convolutional VAE (Kulkarni et al., NIPS 2015, arXiv 1503.03167, Fig. 1).
+
+Read top to bottom: :class:`ModelConfig`, the :class:`DCIGN` module (encode -> (mu, logvar),
+reparametrise, decode), and :func:`neg_elbo`, the per-image loss.
+
+Architecture (the original's ``init_network2_150_mv(200, 96)``, with a width multiplier ``w``):
+
+* encoder: 3 x [conv 5x5 (stride 1, no padding), max-pool 2, ReLU] with 96w, 48w, 24w feature maps,
+  then two linear heads giving mu and log-variance of ``latent_dim`` (200) latents;
+* decoder: linear + ReLU, reshape to (24w, s0, s0), then 4 x [nearest upsample x2, conv 7x7] with
+  48w, 96w, 96w, 1 feature maps, ReLU between and a sigmoid at the end.
+
+The decoder must land exactly on the input size. Four x2 upsamplings, each followed by a 7x7 conv
+with padding p, give ``16 * s0 - 15 * (6 - 2p)`` pixels, so (:func:`decoder_plan`):
+
+* 150x150 (the paper): p = 0 (valid convs, as the original) and s0 = 15, i.e.
+  15 -> 30 -> 24 -> 48 -> 42 -> 84 -> 78 -> 156 -> 150; s0 equals the encoder's 15x15 output and the
+  model has 4,131,137 parameters at width 1, as the paper's "about 4.1M";
+* 64x64 (this project's default): p = 3 ('same' convs) and s0 = 4, i.e. 4 -> 8 -> 16 -> 32 -> 64,
+  again equal to the encoder's output (64 -> 60 -> 30 -> 26 -> 13 -> 9 -> 4).
+
+The first padding in (0, 3, 1, 2) that gives an integer s0 is taken; sizes for which none does, or
+for which the encoder shrinks the image to nothing, are refused with a one-line error.
+
+The decoder returns logits; :meth:`DCIGN.decode` applies the sigmoid, and :func:`neg_elbo` uses the
+logits directly (``binary_cross_entropy_with_logits`` is the numerically stable form of the
+original's sigmoid followed by BCE).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from trainer.errors import DcignError
+
+# The paper's latent layout (0-based): three named latents, the rest is the intrinsic block.
+DCIGN_LATENTS = {"azimuth": 0, "elevation": 1, "light": 2}
+ENCODER_CHANNELS = (96, 48, 24)
+DECODER_CHANNELS = (48, 96, 96)  # the last conv maps to 1 channel
+ENCODER_KERNEL, DECODER_KERNEL = 5, 7
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild the network. Stored in a run's ``config.json``.
+
+    ``latent_names`` maps the named latents to their index (the paper's layout for a DC-IGN,
+    empty for an entangled baseline); every latent from ``len(latent_names)`` on is intrinsic.
+    """
+
+    image_size: int = 64
+    latent_dim: int = 200
+    width: float = 1.0
+    latent_names: dict = field(default_factory=lambda: dict(DCIGN_LATENTS))
+
+    def __post_init__(self):
+        if self.width <= 0:
+            raise DcignError(f"model width must be positive, got {self.width}")
+        n_named = len(self.latent_names)
+        if self.latent_dim <= n_named:
+            raise DcignError(f"latent_dim {self.latent_dim} leaves no intrinsic latents "
+                             f"after the {n_named} named ones")
+        if sorted(self.latent_names.values()) != list(range(n_named)):
+            raise DcignError(f"latent_names must number the named latents 0..{n_named - 1}, "
+                             f"got {self.latent_names}")
+        encoder_output_size(self.image_size)
+        decoder_plan(self.image_size)
+
+    @property
+    def intrinsic(self) -> range:
+        """Indices of the intrinsic block (identity: shape and texture)."""
+        return range(len(self.latent_names), self.latent_dim)
+
+    def channels(self, base: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(max(1, round(c * self.width)) for c in base)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def encoder_output_size(image_size: int) -> int:
+    """Spatial size after the three [conv 5x5 valid, max-pool 2] stages."""
+    s = image_size
+    for _ in ENCODER_CHANNELS:
+        s = (s - ENCODER_KERNEL + 1) // 2
+    if s < 1:
+        raise DcignError(f"image size {image_size} is too small for the encoder "
+                         f"(three 5x5 convs and 2x pools need at least 36 pixels)")
+    return s
+
+
+def decoder_plan(image_size: int) -> tuple[int, int]:
+    """(s0, padding) such that 4 x [upsample x2, conv 7x7 pad p] maps s0 to ``image_size``."""
+    for pad in (0, 3, 1, 2):
+        shrink = 15 * (DECODER_KERNEL - 1 - 2 * pad)
+        if (image_size + shrink) % 16 == 0 and (image_size + shrink) // 16 >= 1:
+            s0 = (image_size + shrink) // 16
+            if s0 * 2 - (DECODER_KERNEL - 1 - 2 * pad) >= 1:
+                return s0, pad
+    raise DcignError(f"no decoder of 4 x [upsample x2, conv 7x7] produces exactly {image_size} "
+                     f"pixels; use 64, 150 or another size with an exact plan")
+
+
+class DCIGN(nn.Module):
+    """Encoder q(z|x) and decoder p(x|z) of the DC-IGN (paper Fig. 1)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c1, c2, c3 = config.channels(ENCODER_CHANNELS)
+        d1, d2, d3 = config.channels(DECODER_CHANNELS)
+        k = ENCODER_KERNEL
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, c1, k), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(c1, c2, k), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(c2, c3, k), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Flatten(),
+        )
+        n_features = c3 * encoder_output_size(config.image_size) ** 2
+        self.mu = nn.Linear(n_features, config.latent_dim)
+        self.logvar = nn.Linear(n_features, config.latent_dim)
+
+        self.s0, pad = decoder_plan(config.image_size)
+        self.decoder_in = nn.Linear(config.latent_dim, c3 * self.s0 ** 2)
+        k, up = DECODER_KERNEL, nn.Upsample(scale_factor=2, mode="nearest")
+        self.decoder = nn.Sequential(
+            up, nn.Conv2d(c3, d1, k, padding=pad), nn.ReLU(),
+            up, nn.Conv2d(d1, d2, k, padding=pad), nn.ReLU(),
+            up, nn.Conv2d(d2, d3, k, padding=pad), nn.ReLU(),
+            up, nn.Conv2d(d3, 1, k, padding=pad),  # logits; sigmoid in decode() / the loss
+        )
+        self._decoder_channels = c3
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (N, 1, S, S) in [0, 1] -> (mu, logvar), each (N, latent_dim), float32."""
+        h = self.encoder(x)
+        return self.mu(h).float(), self.logvar(h).float()
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.decoder_in(z))
+        h = h.view(len(z), self._decoder_channels, self.s0, self.s0)
+        return self.decoder(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z: (N, latent_dim) -> images (N, 1, S, S) in [0, 1]."""
+        return torch.sigmoid(self.decode_logits(z))
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None, clamp=None):
+        """One VAE pass: returns (logits, mu, logvar).
+
+        ``clamp`` is an optional ``(mu, logvar) -> (mu, logvar)`` applied before sampling (the
+        monovariant clamp, :class:`trainer.monovariant.MonovariantClamp`); ``eps`` is the N(0, I)
+        noise of the reparametrisation (drawn here if None), so the caller controls the RNG.
+        The returned mu and logvar are the clamped ones, on which the KL term is computed.
+        """
+        mu, logvar = self.encode(x)
+        if clamp is not None:
+            mu, logvar = clamp(mu, logvar)
+        if eps is None:
+            eps = torch.randn_like(mu)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        return self.decode_logits(z), mu, logvar
+
+
+def neg_elbo(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image (neg_elbo, bce, kl), each of shape (N,).
+
+    bce: binary cross-entropy summed over pixels (a Bernoulli likelihood on grey levels in [0, 1],
+    as the original); kl: KL(N(mu, exp(logvar)) || N(0, I)) summed over latents. The negative ELBO
+    is their sum; a beta-VAE optimises bce + beta * kl but the bound logged is always beta = 1.
+    """
+    bce = F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none")
+    bce = bce.flatten(1).sum(1)
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
+    return bce + kl, bce, kl
+
+
+def count_flops(config: ModelConfig) -> int:
+    """Forward multiply-adds x 2 per image for the convs and linears (what dominates)."""
+    model = DCIGN(config)
+    macs = 0
+    s = config.image_size
+    for m in model.encoder:
+        if isinstance(m, nn.Conv2d):
+            s = s - m.kernel_size[0] + 1
+            macs += s * s * m.in_channels * m.out_channels * m.kernel_size[0] ** 2
+        elif isinstance(m, nn.MaxPool2d):
+            s //= 2
+    macs += 2 * model.mu.in_features * model.mu.out_features
+    macs += model.decoder_in.in_features * model.decoder_in.out_features
+    s = model.s0
+    for m in model.decoder:
+        if isinstance(m, nn.Upsample):
+            s *= 2
+        elif isinstance(m, nn.Conv2d):
+            s = s - m.kernel_size[0] + 1 + 2 * m.padding[0]
+            macs += s * s * m.in_channels * m.out_channels * m.kernel_size[0] ** 2
+    assert s == config.image_size
+    return 2 * macs
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+if __name__ == "__main__":  # quick look: parameter and FLOP counts at both sizes
+    for size in (64, 150):
+        cfg = ModelConfig(image_size=size)
+        print(f"{size}x{size}: {n_params(DCIGN(cfg)):,} parameters, "
+              f"{count_flops(cfg) / 1e9:.2f} GFLOP forward, "
+              f"{3 * count_flops(cfg) / 1e9:.1f} GFLOP forward+backward per image")

@@ -1,0 +1,467 @@
+"""The training loop: monovariant DC-IGN training and the entangled baseline, in one file.
+
+Read in order: :class:`TrainConfig` (every knob), set-up (distributed, device, data, model,
+optimizer, resume), then :func:`train`'s loop. One process by default; under
+``torchrun --nproc_per_node N -m trainer`` each process is a DistributedDataParallel replica
+(NCCL on CUDA, gloo on CPU) that draws its own batches; DDP averages the gradients.
+
+Monovariant mode (Kulkarni et al. 2015, sec. 3.1): each step draws a batch type with the
+azimuth : elevation : light : intrinsic ratio and one monovariant batch of that type; the latents
+outside its active group are clamped and receive the invariance gradient
+(:mod:`trainer.monovariant`). VAE mode (the original's main.lua): the same network on batches of
+faces drawn at random from the whole training split; ``beta`` != 1 makes it a beta-VAE.
+
+The objective is the *sum* over the batch of ``bce + beta * kl`` (the original criteria had
+``sizeAverage = false``). Adam is invariant to the loss scale, but the invariance gradient is not:
+summing keeps ``invariance_strength`` at the original's scale relative to the reconstruction
+gradient. The history logs per-image means; ``neg_elbo`` there always uses beta = 1.
+
+Randomness is counter-based: step ``t`` of rank ``r`` draws its batch and its noise from
+``numpy.random.default_rng([seed, r, t])``. The batch sequence is a pure function of
+(seed, rank, step), so a resumed run continues exactly where the uninterrupted one would be.
+
+Validation: every ``val_every`` steps, rank 0 computes the negative ELBO per image on the first
+``val_batches`` test batches (round-robin over the batch types) *without* clamping -- the model's
+bound as a plain VAE, comparable between modes -- with noise from a fixed seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from trainer import checkpoint as ckpt_io
+from trainer.errors import CheckpointError, DatasetError, DcignError
+from trainer.faces.datasets import BATCH_TYPES, FaceDataset, load_dataset
+from trainer.model import DCIGN, DCIGN_LATENTS, ModelConfig, neg_elbo
+from trainer.monovariant import (CLAMP_REFERENCES, DEFAULT_RATIO, MonovariantClamp,
+                                 batch_type_probabilities, inactive_mask,
+                                 sample_monovariant_batch)
+
+MODES = ("monovariant", "vae")
+
+
+def _knob(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run. Stored in the run's ``config.json`` under ``train``."""
+
+    data: str = _knob("", "monovariant data directory holding train/ and test/")
+    out: str = _knob("", "run directory: checkpoints, config.json, history.csv")
+    mode: str = _knob("monovariant", "'monovariant' (DC-IGN) or 'vae' (entangled baseline)")
+    steps: int = _knob(100_000, "total optimiser steps; a resumed run continues up to this")
+    batch_size: int = _knob(20, "images per step and replica; monovariant: the data's batch size")
+    lr: float = _knob(5e-4, "Adam learning rate")
+    betas: tuple = _knob((0.9, 0.99), "Adam betas (the original rmsprop.lua's decay rates)")
+    eps: float = _knob(1e-8, "Adam epsilon")
+    beta: float = _knob(1.0, "KL weight (beta-VAE); 1 is the plain ELBO")
+    ratio: tuple = _knob(DEFAULT_RATIO, "batch-type ratio azimuth elevation light intrinsic")
+    clamp_reference: str = _knob("mean", "clamp inactive latents to the batch 'mean' (paper) "
+                                         "or the 'first' sample (original code)")
+    invariance_strength: float = _knob(0.01, "scale of the gradient pulling inactive latents "
+                                             "toward the batch mean")
+    width: float = _knob(1.0, "channel multiplier; 1 is the paper's 96-48-24 encoder")
+    latent_dim: int = _knob(200, "latents: azimuth, elevation, light, then intrinsic")
+    seed: int = _knob(0, "seed for initialisation, batches and noise")
+    checkpoint_every: int = _knob(1000, "steps between checkpoints (and one at the end)")
+    val_every: int = _knob(1000, "steps between validations on the test split (0: never)")
+    val_batches: int = _knob(20, "test batches per validation")
+    init_from: str = _knob("", "run directory whose weights start this run (pretrain, then "
+                                "monovariant)")
+    resume: bool = _knob(False, "continue the run in --out from its last checkpoint")
+    compile: bool = _knob(False, "torch.compile the model")
+    device: str = _knob("auto", "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
+    verify_data: bool = _knob(True, "check the data sets' sha256 checksums on loading")
+    quiet: bool = _knob(False, "no progress bar or progress lines")
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "the config", error=DcignError) -> "TrainConfig":
+        """Build from a dict (JSON lists become tuples); unknown keys raise ``error``."""
+        known = [f.name for f in fields(cls)]
+        unknown = [k for k in d if k not in known]
+        if unknown:
+            raise error(f"unknown config key {unknown[0]!r} in {source} "
+                        f"(known: {', '.join(known)})")
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def validate(self) -> None:
+        def bad(msg):
+            raise DcignError(msg)
+        if not self.data:
+            bad("no data directory given (--data DIR, holding train/ and test/)")
+        if not self.out:
+            bad("no run directory given (--out DIR)")
+        if self.mode not in MODES:
+            bad(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.clamp_reference not in CLAMP_REFERENCES:
+            bad(f"clamp_reference must be one of {CLAMP_REFERENCES}, got {self.clamp_reference!r}")
+        if self.steps < 0 or self.batch_size < 2:
+            bad(f"need steps >= 0 and batch_size >= 2, got {self.steps} and {self.batch_size}")
+        if self.lr <= 0 or self.eps <= 0 or len(self.betas) != 2 \
+                or not all(0 <= b < 1 for b in self.betas):
+            bad(f"Adam needs lr > 0, eps > 0 and 2 betas in [0, 1), got {self.lr}, {self.eps}, "
+                f"{list(self.betas)}")
+        if self.beta < 0 or self.invariance_strength < 0:
+            bad("beta and invariance_strength must be >= 0")
+        if self.checkpoint_every < 1 or self.val_every < 0 or self.val_batches < 1:
+            bad("need checkpoint_every >= 1, val_every >= 0 and val_batches >= 1")
+        batch_type_probabilities(self.ratio)
+
+
+# A resumed run keeps these; the others (paths, lengths, intervals, device) may change.
+FIXED_ON_RESUME = ("mode", "batch_size", "lr", "betas", "eps", "beta", "ratio", "clamp_reference",
+                   "invariance_strength", "width", "latent_dim", "seed")
+
+
+class NonFiniteLoss(DcignError):
+    """The loss became NaN or infinite; the run stopped and its last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    step: int
+    status: str  # "finished" or "interrupted"
+    model: DCIGN  # the unwrapped model, on its device
+    history: list
+    out: Path
+    rank: int = 0
+    signal: int | None = None
+
+
+# -- set-up ----------------------------------------------------------------------------------------
+
+def setup_distributed(device: str) -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) without it."""
+    if "RANK" not in os.environ:
+        return 0, 0, 1
+    cuda = device != "cpu" and torch.cuda.is_available()
+    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), dist.get_world_size()
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DcignError(f"device {name!r} asked for, but no CUDA device is available")
+        device = torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
+        torch.cuda.set_device(device)
+        return device
+    if name != "cpu":
+        raise DcignError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+    return torch.device("cpu")
+
+
+def load_splits(cfg: TrainConfig) -> tuple[FaceDataset, FaceDataset]:
+    """The train and test monovariant data sets under ``cfg.data``, checked against the config."""
+    root = Path(cfg.data)
+    if not root.is_dir():
+        raise DatasetError(f"no data directory at {root} (expected {root}/train and {root}/test)")
+    train = load_dataset(root / "train", verify=cfg.verify_data, expect_kind="monovariant")
+    test = load_dataset(root / "test", verify=cfg.verify_data, expect_kind="monovariant")
+    if test.size != train.size:
+        raise DatasetError(f"{test.path} holds {test.size}x{test.size} images but {train.path} "
+                           f"holds {train.size}x{train.size}")
+    if cfg.mode == "monovariant":
+        bsize = int(train.manifest["params"]["batch_size"])
+        if bsize != cfg.batch_size:
+            raise DatasetError(f"{train.path} has monovariant batches of {bsize} faces, "
+                               f"batch_size is {cfg.batch_size}")
+        probs = batch_type_probabilities(cfg.ratio)
+        missing = [b for b, p in zip(BATCH_TYPES, probs) if p > 0 and b not in train.batches()]
+        if missing:
+            raise DatasetError(f"{train.path} has no {missing[0]} batches; the ratio asks for them")
+    return train, test
+
+
+def to_batch(images: np.ndarray, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 rows of a data set -> float (N, 1, S, S) in [0, 1], channels_last, on ``device``."""
+    x = torch.from_numpy(np.ascontiguousarray(images[rows])).to(device, non_blocking=True)
+    return x.unsqueeze(1).float().div_(255).contiguous(memory_format=torch.channels_last)
+
+
+def validation_rows(test: FaceDataset, n_batches: int) -> list[np.ndarray]:
+    """The first ``n_batches`` test batches, round-robin over the batch types."""
+    per_type = list(test.batches().values())
+    rows = []
+    for i in range(max(len(b) for b in per_type)):
+        for b in per_type:
+            if i < len(b) and len(rows) < n_batches:
+                rows.append(b[i])
+    return rows
+
+
+@torch.no_grad()
+def evaluate(model: DCIGN, test: FaceDataset, rows_list: list, device: torch.device, autocast,
+             seed: int) -> dict:
+    """Mean per-image neg_elbo, bce and kl on the given test batches, without clamping."""
+    gen = torch.Generator().manual_seed(seed)
+    totals, n = torch.zeros(3, dtype=torch.float64), 0
+    for rows in rows_list:
+        x = to_batch(test.images, rows, device)
+        eps = torch.randn(len(rows), model.config.latent_dim, generator=gen).to(device)
+        with autocast:
+            logits, mu, logvar = model(x, eps)
+        parts = neg_elbo(logits, x, mu, logvar)
+        totals += torch.stack([p.sum() for p in parts]).double().cpu()
+        n += len(rows)
+    return dict(zip(("neg_elbo", "bce", "kl"), (totals / n).tolist()))
+
+
+def forward_backward(fwd, x: torch.Tensor, eps: torch.Tensor, clamp, beta: float,
+                     autocast) -> torch.Tensor:
+    """One forward and backward pass; returns [neg_elbo, bce, kl] per-image means and the loss.
+
+    The loss is the batch *sum* of bce + beta * kl (see the module docstring).
+    """
+    with autocast:
+        logits, mu, logvar = fwd(x, eps, clamp)
+    nelbo, bce, kl = neg_elbo(logits, x, mu, logvar)
+    loss = (bce + beta * kl).sum()
+    loss.backward()
+    return torch.stack([nelbo.mean(), bce.mean(), kl.mean(), loss]).detach()
+
+
+def check_resumable(cfg: TrainConfig, ckpt: ckpt_io.Checkpoint, train: FaceDataset) -> None:
+    saved = TrainConfig.from_dict(ckpt.config["train"], str(ckpt.path / ckpt_io.CONFIG),
+                                  error=CheckpointError)
+    for key in FIXED_ON_RESUME:
+        if getattr(saved, key) != getattr(cfg, key):
+            raise CheckpointError(f"{ckpt.path} was trained with {key}={getattr(saved, key)!r}; "
+                                  f"a resumed run cannot change it to {getattr(cfg, key)!r}")
+    if ckpt.config["data"].get("train_checksum") != train.checksum:
+        raise CheckpointError(f"{ckpt.path} was trained on other data than {train.path} "
+                              f"(manifest checksums differ)")
+
+
+def check_fits(ckpt: ckpt_io.Checkpoint, model_cfg: ModelConfig) -> None:
+    """``--init-from``: the checkpoint's network must have this run's shape."""
+    theirs = ckpt.model_config
+    for key in ("image_size", "latent_dim", "width"):
+        if getattr(theirs, key) != getattr(model_cfg, key):
+            raise CheckpointError(f"{ckpt.path} holds a model with {key}={getattr(theirs, key)}, "
+                                  f"this run needs {key}={getattr(model_cfg, key)}")
+
+
+class Progress:
+    """A rich progress bar with loss and images/s on a terminal; plain lines otherwise."""
+
+    def __init__(self, enabled: bool, start: int, total: int):
+        self.enabled, self.bar = enabled, None
+        if enabled and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+            from rich.progress import Progress as RichProgress
+            from rich.progress import TimeRemainingColumn
+            self.bar = RichProgress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                console=Console(stderr=True))
+            self.task = self.bar.add_task("train", total=total, completed=start, info="")
+            self.bar.start()
+
+    def update(self, step: int, stats: dict, images_per_s: float) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step,
+                            info=f"neg-ELBO {stats['neg_elbo']:.1f}  {images_per_s:.0f} img/s")
+
+    def note(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(text)
+        elif self.enabled:
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+# -- the loop --------------------------------------------------------------------------------------
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train (or resume) the run described by ``cfg``; returns when done or interrupted.
+
+    Raises DcignError subclasses for bad input (data, checkpoints, config) and
+    :class:`NonFiniteLoss` when the loss stops being finite.
+    """
+    cfg.validate()
+    rank, local_rank, world = setup_distributed(cfg.device)
+    try:
+        return _train(cfg, rank, local_rank, world)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainResult:
+    master = rank == 0
+    device = pick_device(cfg.device, local_rank)
+    cuda = device.type == "cuda"
+    out = Path(cfg.out)
+    train_set, test_set = load_splits(cfg)
+
+    resumed = None
+    if cfg.resume:
+        resumed = ckpt_io.load_checkpoint(out, training_state=True)
+        check_resumable(cfg, resumed, train_set)
+    elif ckpt_io.is_run_dir(out):
+        raise CheckpointError(f"{out} already holds a run; pass --resume to continue it "
+                              f"or choose another --out")
+
+    # model
+    model_cfg = ModelConfig(image_size=train_set.size, latent_dim=cfg.latent_dim, width=cfg.width,
+                            latent_names=dict(DCIGN_LATENTS) if cfg.mode == "monovariant" else {})
+    torch.manual_seed(cfg.seed)
+    model = DCIGN(model_cfg)
+    if resumed is not None:
+        check_fits(resumed, model_cfg)
+        ckpt_io.load_weights_into(model, resumed)
+    elif cfg.init_from:
+        init = ckpt_io.load_checkpoint(cfg.init_from)
+        check_fits(init, model_cfg)
+        ckpt_io.load_weights_into(model, init)
+    model.to(device, memory_format=torch.channels_last)  # faster on CPU (oneDNN) and GPU alike
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
+                                 eps=cfg.eps, fused=True if cuda else None)
+    if resumed is not None:
+        try:
+            optimizer.load_state_dict(resumed.optimizer)
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{out / ckpt_io.OPTIMIZER} does not fit this model ({e})") \
+                from None
+        torch.set_rng_state(resumed.rng["torch_cpu"])
+        if cuda and "torch_cuda" in resumed.rng:
+            torch.cuda.set_rng_state(resumed.rng["torch_cuda"], device)
+
+    fwd = torch.compile(model) if cfg.compile else model
+    if world > 1:
+        fwd = DDP(fwd, device_ids=[device.index] if cuda else None)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda
+                else contextlib.nullcontext())
+
+    # monovariant batches and their clamps
+    monovariant = cfg.mode == "monovariant"
+    if monovariant:
+        train_batches = train_set.batches()
+        probabilities = batch_type_probabilities(cfg.ratio)
+        clamps = {b: MonovariantClamp(inactive_mask(b, model_cfg.latent_names, cfg.latent_dim)
+                                      .to(device), cfg.clamp_reference, cfg.invariance_strength)
+                  for b in BATCH_TYPES}
+    val_rows = validation_rows(test_set, cfg.val_batches) if cfg.val_every else []
+
+    run_config = {"model": model_cfg.to_dict(), "train": cfg.to_dict(),
+                  "latent_layout": ckpt_io.latent_layout(model_cfg),
+                  "data": {"path": str(cfg.data), "image_size": train_set.size,
+                           "train_checksum": train_set.checksum,
+                           "test_checksum": test_set.checksum,
+                           "train_images": len(train_set), "test_images": len(test_set)}}
+    history = list(resumed.history) if resumed is not None else []
+    start = resumed.step if resumed is not None else 0
+    last_saved = start if resumed is not None else None
+
+    def save(step: int, status: str) -> None:
+        nonlocal last_saved
+        rng = {"torch_cpu": torch.get_rng_state(),
+               "scheme": "batches and noise: numpy default_rng([seed, rank, step])"}
+        if cuda:
+            rng["torch_cuda"] = torch.cuda.get_rng_state(device)
+        ckpt_io.save_checkpoint(out, model=model, config=run_config, optimizer=optimizer, rng=rng,
+                                history=history,
+                                state={"step": step, "status": status, "world_size": world})
+        last_saved = step
+
+    # SIGINT / SIGTERM: finish the step, write a checkpoint, stop. A second signal leaves at once.
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):
+        if stop["signal"] is not None:
+            raise KeyboardInterrupt
+        stop["signal"] = signum
+
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    progress = Progress(master and not cfg.quiet, start, cfg.steps)
+    t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
+    images_per_s, status, done_steps = 0.0, "finished", start
+    try:
+        for step in range(start, cfg.steps):
+            t_step = time.perf_counter()
+            rng = np.random.default_rng([cfg.seed, rank, step])
+            if monovariant:
+                batch_type, rows = sample_monovariant_batch(train_batches, probabilities, rng)
+                clamp = clamps[batch_type]
+            else:
+                batch_type, clamp = "MIXED", None
+                rows = rng.choice(len(train_set), size=cfg.batch_size, replace=False)
+            x = to_batch(train_set.images, rows, device)
+            noise = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+            eps = torch.randn(len(rows), cfg.latent_dim, generator=noise).to(device)
+
+            optimizer.zero_grad(set_to_none=True)
+            stats = forward_backward(fwd, x, eps, clamp, cfg.beta, autocast).cpu()
+
+            # every replica must agree to stop (bad loss anywhere, or a signal) before stepping
+            flags = torch.tensor([float(not torch.isfinite(stats).all()),
+                                  float(stop["signal"] is not None)])
+            if world > 1:
+                flags = flags.to(device)
+                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+                flags = flags.cpu()
+            if flags[0]:
+                where = (f"the last good checkpoint (step {last_saved}) is kept in {out}"
+                         if last_saved is not None else "no checkpoint had been written yet")
+                raise NonFiniteLoss(f"loss became {stats[3].item()} at step {step + 1} "
+                                    f"({batch_type} batch); training stopped and {where}")
+            optimizer.step()
+
+            stats = dict(zip(("neg_elbo", "bce", "kl"), stats[:3].tolist()))
+            history.append({"step": step + 1, "split": "train", "batch_type": batch_type, **stats,
+                            "seconds": round(time.time() - t0, 3)})
+            rate = len(rows) * world / (time.perf_counter() - t_step)
+            images_per_s = rate if images_per_s == 0 else 0.9 * images_per_s + 0.1 * rate
+            progress.update(step + 1, stats, images_per_s)
+
+            done = step + 1 == cfg.steps
+            if master and cfg.val_every and ((step + 1) % cfg.val_every == 0 or done):
+                val = evaluate(model, test_set, val_rows, device, autocast, seed=cfg.seed)
+                history.append({"step": step + 1, "split": "test", "batch_type": "ALL", **val,
+                                "seconds": round(time.time() - t0, 3)})
+                progress.note(f"step {step + 1}/{cfg.steps}  train neg-ELBO {stats['neg_elbo']:.1f}"
+                              f"  test neg-ELBO {val['neg_elbo']:.1f}  {images_per_s:.0f} img/s")
+            if flags[1]:
+                status = "interrupted"
+            if master and ((step + 1) % cfg.checkpoint_every == 0 or done or flags[1]):
+                save(step + 1, status if done or flags[1] else "running")
+            done_steps = step + 1
+            if flags[1]:
+                break
+    finally:
+        progress.close()
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    if master and not cfg.quiet:
+        progress.note(f"{status} at step {done_steps}; run directory {out}")
+    return TrainResult(step=done_steps, status=status, model=model, history=history, out=out,
+                       rank=rank, signal=stop["signal"])
