@@ -81,7 +81,11 @@ class LoadedModel:
         return torch.cat(out).numpy()
 
     def _images(self, images) -> torch.Tensor:
-        x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
+        if not isinstance(images, torch.Tensor):
+            images = np.asarray(images)
+            if not images.flags.writeable:  # e.g. a read-only memory map of a data set
+                images = images.copy()
+        x = images if isinstance(images, torch.Tensor) else torch.from_numpy(images)
         if x.ndim == 4 and x.shape[1] == 1:
             x = x[:, 0]
         if x.ndim != 3:
