@@ -281,6 +281,10 @@ def test_shipped_names(tmp_path):
             with pytest.raises(DcignError) as e:
                 load_model(name)
             assert "not installed" in one_line_error(e)
+        else:  # the shipped reference models: 64x64, DC-IGN with named latents, VAE without
+            model = load_model(name)
+            assert model.image_size == 64
+            assert bool(model.latent_names) == (name == "dcign")
     with pytest.raises(DcignError) as e:
         load_model("gan")
     assert "'gan'" in one_line_error(e)
