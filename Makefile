@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
 export MESA_SHADER_CACHE_DISABLE := true
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo demo-full report test bench clean
 
 setup: $(VENV)/.installed
 
@@ -18,12 +18,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# The main job. Until the trainer and report land it renders a preview of the face world.
+# The main job: render the face world, train a small DC-IGN and its VAE baseline on CPU,
+# evaluate them and write out/demo/report/index.html (about 10-15 minutes on 2 cores).
 demo: setup
-	$(VENV)/bin/dcign-eval render grid --out data/grid --identities 6 --preview out/face-world.png
-	$(VENV)/bin/dcign-eval render monovariant --out data/monovariant-quick \
-		--train-batches 50 --test-batches 10 --train-identities 100 --test-identities 20
-	@echo "face world preview: out/face-world.png"
+	$(VENV)/bin/dcign-eval demo --profile quick
+
+# The shipped models' recipe (hours on a CPU).
+demo-full: setup
+	$(VENV)/bin/dcign-eval demo --profile full
+
+# The report of the shipped models, reports/latest/index.html.
+report: setup
+	$(VENV)/bin/dcign-eval report
 
 # pytest exits 5 when it collects no test: that is a failure here, not a pass.
 test: setup
@@ -32,6 +38,8 @@ test: setup
 
 bench: setup
 	$(PY) bench/bench_render.py
+	$(PY) bench/bench_metrics.py
+	$(PY) bench/bench_train.py
 
 clean:
 	rm -rf $(VENV) data out .pytest_cache
