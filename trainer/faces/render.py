@@ -165,6 +165,12 @@ def _as_1d(name: str, values, n: int | None) -> np.ndarray:
     return arr
 
 
+def validate_size(size) -> None:
+    """Image sizes are integers in [8, 1024]; DcignError otherwise."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8 or size > 1024:
+        raise DcignError(f"size must be an integer in [8, 1024], got {size!r}")
+
+
 def validate_factors(identity, azimuth, elevation, light):
     """Check and convert the four factor arrays; raise DcignError naming the first bad one."""
     identity = _as_1d("identity", identity, None)
@@ -200,8 +206,7 @@ def render_faces(identity, azimuth, elevation, light, size: int = 64) -> np.ndar
     Returns:
         uint8 array (n, size, size), black background.
     """
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8 or size > 1024:
-        raise DcignError(f"size must be an integer in [8, 1024], got {size!r}")
+    validate_size(size)
     identity, azimuth, elevation, light = validate_factors(identity, azimuth, elevation, light)
     n = len(identity)
     images = np.zeros((n, size, size), np.uint8)

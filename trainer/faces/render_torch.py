@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from trainer.errors import DcignError
 from trainer.faces.head import load_head
 from trainer.faces.render import (AMBIENT, SUPERSAMPLE, VIEW_HALF_WIDTH, light_directions, rotation,
-                                  validate_factors)
+                                  validate_factors, validate_size)
 
 _INT64_MIN = torch.iinfo(torch.int64).min
 DEFAULT_BATCH = {"cuda": 2048, "cpu": 64}  # images per chunk: bounds the fragment buffers
@@ -153,8 +153,7 @@ def render_faces_torch(identity, azimuth, elevation, light, size: int = 64, devi
     Returns:
         uint8 array (n, size, size), black background.
     """
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8 or size > 1024:
-        raise DcignError(f"size must be an integer in [8, 1024], got {size!r}")
+    validate_size(size)
     identity, azimuth, elevation, light = validate_factors(identity, azimuth, elevation, light)
     device = torch.device(device if device is not None else
                           ("cuda" if torch.cuda.is_available() else "cpu"))
