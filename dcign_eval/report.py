@@ -669,6 +669,16 @@ def metrics_comparison(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _display_path(path) -> str:
+    """A path as the page shows it: the home directory as ~, so a shared report names no
+    machine's directories."""
+    path = Path(path)
+    try:
+        return str(Path("~") / path.expanduser().resolve().relative_to(Path.home().resolve()))
+    except ValueError:
+        return str(path)
+
+
 # -- caches ----------------------------------------------------------------------------------------
 
 def _key(obj) -> str:
@@ -971,10 +981,11 @@ def build_report(model="dcign", baseline="vae", out: str | os.PathLike = "report
                                   recognition_cache=recognition_cache,
                                   results_cache=results_cache)
         with sections("page"):
-            caches = {"evaluation grid": str(Path(grid_dir)),
-                      "traverse calibration": str(cache_dir / "calibration"),
-                      "report results (grid codes, metrics, recognition)": str(results_cache),
-                      "recognition faces and codes": str(recognition_cache)}
+            caches = {"evaluation grid": _display_path(grid_dir),
+                      "traverse calibration": _display_path(cache_dir / "calibration"),
+                      "report results (grid codes, metrics, recognition)":
+                          _display_path(results_cache),
+                      "recognition faces and codes": _display_path(recognition_cache)}
             seconds = dict(sections.seconds)
             seconds["total"] = time.perf_counter() - started
             prov = provenance(models, seed, settings, seconds, preset_name=preset_name,
