@@ -163,10 +163,6 @@ def _disentanglement(importance: np.ndarray) -> float:
 
 
 def _completeness(importance: np.ndarray) -> float:
-    """Completeness of a (D, F) importance matrix; 0 if it is all zero."""
-    importance = np.asarray(importance, dtype=np.float64)
-    total = importance.sum()
-    if total <= 0:
-        return 0.0
-    per_factor = 1.0 - _normalised_entropy(importance, axis=0, base=importance.shape[0])
-    return float(np.sum(per_factor * importance.sum(axis=0) / total))
+    """Completeness of a (D, F) importance matrix; 0 if it is all zero. It is disentanglement
+    with the roles of codes and factors swapped."""
+    return _disentanglement(np.asarray(importance).T)
