@@ -39,17 +39,25 @@ class HeadModel:
         identity = np.asarray(identity)
         stds = np.array([COEFF_STD_MACRO if n.startswith("macro/") else COEFF_STD
                          for n in self.basis_names])
-        out = np.empty((len(identity), self.n_directions))
+        draws = np.empty((len(identity), self.n_directions))
         for row, i in enumerate(identity):
-            w = np.random.default_rng([IDENTITY_SEED, int(i)]).standard_normal(self.n_directions)
-            out[row] = np.clip(w * stds, -1.0, 1.0)
-        return out
+            draws[row] = _standard_draw(int(i), self.n_directions)
+        return np.clip(draws * stds, -1.0, 1.0)
 
     def shapes(self, identity: np.ndarray) -> np.ndarray:
         """Vertex positions (n, V, 3) float32 of integer identities (n,)."""
         w = self.coefficients(identity).astype(np.float32)
         flat = self.basis.reshape(self.n_directions, -1)
         return (self.vertices.reshape(1, -1) + w @ flat).reshape(len(w), -1, 3)
+
+
+@lru_cache(maxsize=16384)
+def _standard_draw(identity: int, n: int) -> np.ndarray:
+    """Identity ``identity``'s N(0, 1) draws. Cached: seeding a generator costs more than the
+    render of a small batch, and grids and monovariant sets render each identity many times."""
+    draw = np.random.default_rng([IDENTITY_SEED, identity]).standard_normal(n)
+    draw.flags.writeable = False
+    return draw
 
 
 @lru_cache(maxsize=1)

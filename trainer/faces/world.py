@@ -120,7 +120,7 @@ def _render_rows(writer: DatasetWriter, factors: pd.DataFrame, size: int,
             progress(len(rows))
 
 
-def _reuse_or_clear(path: Path, manifest: dict, force: bool) -> FaceDataset | None:
+def _reuse_existing(path: Path, manifest: dict, force: bool) -> FaceDataset | None:
     """An existing complete set made with the same parameters is reused; otherwise refuse."""
     if not path.exists():
         return None
@@ -155,7 +155,7 @@ def render_grid(out: str | os.PathLike, spec: GridSpec, size: int = 64, force: b
     out = Path(out)
     manifest = {"kind": "grid", "generator_version": GENERATOR_VERSION, "size": size,
                 "params": {"grid": spec.params()}}
-    reused = _reuse_or_clear(out, manifest, force)
+    reused = _reuse_existing(out, manifest, force)
     if reused is not None:
         return reused
     factors = spec.all_factors()
@@ -218,7 +218,7 @@ def render_monovariant(out: str | os.PathLike, spec: MonovariantSpec, size: int 
         manifest = {"kind": "monovariant", "split": split, "generator_version": GENERATOR_VERSION,
                     "seed": spec.seed, "size": size, "params": spec.params()}
         path = out / split
-        reused = _reuse_or_clear(path, manifest, force)
+        reused = _reuse_existing(path, manifest, force)
         if reused is not None:
             result[split] = reused
             continue
