@@ -7,7 +7,7 @@ dcign_eval/models/NAME/ and writes MODEL_CARD.md from the run's own records plus
 person shipping, since only they know the run's full lineage (e.g. pretraining).
 
     python scripts/ship_model.py RUN NAME --metrics out/metrics/metrics.csv \
-        --command "dcign-eval train ..." [--command ...] [--notes notes.md] [--pretrain RUN]
+        --command "dcign-eval train ..." [--command ...] [--notes notes.md] [--pretrain RUN ...]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def summary(run: Path) -> dict:
 
 
 def card(name: str, run: Path, metrics: pd.DataFrame | None, commands: list[str], notes: str,
-         pretrain: Path | None) -> str:
+         pretrain: list[Path]) -> str:
     config = json.loads((run / "config.json").read_text())
     info = summary(run)
     lines = [f"# Shipped model `{name}`", "",
@@ -64,10 +64,20 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, commands: list[str]
              "train / 350 test batches per type, 64x64); manifest checksums: train "
              f"`{config['data'].get('train_checksum', '?')}`, test "
              f"`{config['data'].get('test_checksum', '?')}`.", ""]
-    if pretrain is not None:
-        p = summary(pretrain)
-        lines += [f"- Initialised from an entangled VAE run of {p['steps']:,} steps "
-                  f"({p['wall_s'] / 60:.1f} min) on the same data (`--init-from`).", ""]
+    if pretrain:
+        lines += ["- Initialised (`--init-from`), in order, from:"]
+        total = info["steps"]
+        for earlier in pretrain:
+            p = summary(earlier)
+            t = json.loads((earlier / "config.json").read_text())["train"]
+            extra = "" if t["mode"] == "vae" else (
+                f", ratio {':'.join(f'{r:g}' for r in t['ratio'])}, invariance strength "
+                f"{t['invariance_strength']:g}")
+            lines += [f"  - a {t['mode']} run (width {t['width']:g}, beta {t['beta']:g}{extra}) "
+                      f"of {p['steps']:,} steps ({p['wall_s'] / 60:.1f} min) on the same data"]
+            total += p["steps"]
+        lines += [f"- Data budget, all stages: {total:,} steps = {total * config['train']['batch_size']:,} "
+                  "images.", ""]
     lines += ["Commands, in order:", "", "```"] + commands + ["```", "",
               "## Config", "", "```json", json.dumps({k: config[k] for k in
                                                       ("model", "train", "latent_layout")},
@@ -91,7 +101,8 @@ def main() -> None:
     p.add_argument("--metrics", type=Path, help="metrics.csv from `dcign-eval metrics`")
     p.add_argument("--command", action="append", default=[], help="a training command, in order")
     p.add_argument("--notes", type=Path, help="markdown appended to the card")
-    p.add_argument("--pretrain", type=Path, help="the run this one was initialised from")
+    p.add_argument("--pretrain", type=Path, action="append", default=[],
+                   help="a run this one descends from by --init-from; repeat, earliest first")
     args = p.parse_args()
     load_checkpoint(args.run)  # refuse anything that is not a complete, valid run
     dest = SHIPPED / args.name
