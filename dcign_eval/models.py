@@ -68,6 +68,20 @@ class LoadedModel:
         return torch.cat(out).numpy() if out else np.zeros((0, self.latent_dim), np.float32)
 
     @torch.no_grad()
+    def encode_posterior(self, images, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, sd) of q(z|x), each float32 (N, latent_dim); ``images`` as for :meth:`encode`."""
+        x = self._images(images)
+        mus, sds = [], []
+        for i in range(0, len(x), batch_size):
+            mu, logvar = self.model.encode(self._to_device(x[i:i + batch_size]))
+            mus.append(mu.cpu())
+            sds.append(logvar.mul(0.5).exp().cpu())
+        if not mus:
+            empty = np.zeros((0, self.latent_dim), np.float32)
+            return empty, empty.copy()
+        return torch.cat(mus).numpy(), torch.cat(sds).numpy()
+
+    @torch.no_grad()
     def decode(self, z, batch_size: int = 256) -> np.ndarray:
         """Images from latents: z (N, latent_dim) -> float32 array (N, S, S) in [0, 1]."""
         z = torch.as_tensor(np.asarray(z, dtype=np.float32))

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from dcign_eval.metrics.factor_fit import GRID_FACTORS, neuron_diagnostics
 from dcign_eval.metrics.paper import PAPER_KEYS, best_single_latent, paper_measurements
+from trainer.errors import DcignError
 
 
 def grid_factors(n_id=4, seed=0):
@@ -86,3 +88,65 @@ def test_metrics_command_missing_model_is_one_line(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().startswith("error: no model") and len(r.stderr.splitlines()) == 1
+
+
+def _grid_frame():
+    idx = pd.MultiIndex.from_product([range(4), [-60.0, 0.0, 60.0], [-20.0, 0.0, 20.0],
+                                      [-40.0, 40.0]], names=list(GRID_FACTORS))
+    return idx.to_frame(index=False)
+
+
+def test_neuron_diagnostics_separates_precision_from_invariance():
+    f = _grid_frame()
+    sd = np.full(len(f), 0.5)
+    clean = neuron_diagnostics(f.elevation / 20, sd, f, "elevation")
+    assert clean["spearman"] == pytest.approx(1) and clean["within_cell"] == pytest.approx(1)
+    assert clean["eta2_identity"] == pytest.approx(0) and clean["eta2_azimuth"] == pytest.approx(0)
+    assert clean["code_sd"] == pytest.approx(np.sqrt(2 / 3)) and clean["posterior_sd"] == 0.5
+    # an identity-dependent offset: perfect inside every cell, worse over the grid
+    shifted = neuron_diagnostics(f.elevation / 20 + 1.5 * f.identity, sd, f, "elevation")
+    assert shifted["within_cell"] == pytest.approx(1) and shifted["offset_free"] == pytest.approx(1)
+    assert shifted["spearman"] < 0.5 and shifted["eta2_identity"] > 0.8
+    # a neuron that ignores its factor
+    blind = neuron_diagnostics(f.azimuth.to_numpy() + 0.0, sd, f, "elevation")
+    assert blind["within_cell"] == 0 and blind["spearman"] == 0 and blind["eta2_azimuth"] == 1
+
+
+def test_neuron_diagnostics_rejects_bad_input():
+    f = _grid_frame()
+    with pytest.raises(DcignError, match="unknown factor"):
+        neuron_diagnostics(f.elevation, np.ones(len(f)), f, "identity")
+    with pytest.raises(DcignError, match="lack the columns"):
+        neuron_diagnostics(f.elevation, np.ones(len(f)), f.drop(columns="light"), "elevation")
+    with pytest.raises(DcignError, match="posterior_sd has"):
+        neuron_diagnostics(f.elevation, np.ones(3), f, "elevation")
+
+
+def test_diagnose_command_writes_csv_and_refuses_a_baseline(tmp_path):
+    import torch
+
+    from dcign_eval.cli import app
+    from trainer.checkpoint import latent_layout, save_checkpoint
+    from trainer.model import DCIGN, ModelConfig
+
+    torch.manual_seed(0)
+    runs = {}
+    for name, kwargs in (("tiny-dcign", {}), ("tiny-vae", {"latent_names": {}})):
+        cfg = ModelConfig(image_size=64, latent_dim=8, width=0.0625, **kwargs)
+        runs[name] = tmp_path / name
+        save_checkpoint(runs[name], model=DCIGN(cfg),
+                        config={"model": cfg.to_dict(), "train": {},
+                                "latent_layout": latent_layout(cfg), "data": {}},
+                        state={"step": 0})
+    grid = ["--identities", "2", "--grid-dir", str(tmp_path / "data")]
+    result = CliRunner().invoke(app, ["diagnose", "--model", str(runs["tiny-dcign"]),
+                                      "--out", str(tmp_path / "d"), *grid])
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(tmp_path / "d" / "diagnostics.csv")
+    assert list(df.neuron) == ["azimuth", "elevation", "light"]
+    assert df.eta2_azimuth.isna().tolist() == [True, False, False]
+    assert (df.posterior_sd > 0).all()
+    result = CliRunner().invoke(app, ["diagnose", "--model", str(runs["tiny-vae"]),
+                                      "--out", str(tmp_path / "v"), *grid])
+    assert result.exit_code != 0 and "no named latents" in str(result.exception)
+    assert not (tmp_path / "v").exists()

@@ -11,6 +11,8 @@ functions put numbers on those claims:
   encoder values with no regressor; a monotone map is what those plots show when the latent
   "is" the factor, whatever its scale or curvature.
 - :func:`named_neuron_fits`: the same for several named latents at once.
+- :func:`neuron_diagnostics`: why a named latent's Spearman is what it is: its precision when
+  only its factor changes, how far each nuisance factor shifts it, and its noise.
 - :func:`intrinsic_invariance`: how invariant the intrinsic block is to the extrinsic factors:
   the mean distance between codes of the *same* identity (rendered under different pose and
   light) divided by the mean distance between codes of *different* identities. 0 = perfectly
@@ -25,6 +27,7 @@ from __future__ import annotations
 from typing import Mapping
 
 import numpy as np
+import pandas as pd
 from scipy.spatial.distance import cdist
 from scipy.stats import spearmanr
 from sklearn.isotonic import IsotonicRegression
@@ -153,3 +156,59 @@ def intrinsic_invariance(block, identity, *, max_points: int | None = None,
     within, between = within_between_distances(block, identity, max_points=max_points,
                                                random_state=random_state)
     return float(within / between) if between > 0 else 0.0
+
+
+#: Factors of the face world's grid, in order; a named neuron's nuisances are the other three.
+GRID_FACTORS = ("identity", "azimuth", "elevation", "light")
+
+
+def neuron_diagnostics(latent, posterior_sd, factors, factor: str) -> dict[str, float]:
+    """Why a named neuron's Spearman |rho| over a whole grid is what it is.
+
+    Splits the grid-wide figure of :func:`monotone_fit` into the neuron's *precision* (does it
+    rank its factor when nothing else changes?) and its *invariance* (does it shift when a
+    nuisance factor changes?), and compares its spread with its own sampling noise.
+
+    Args:
+        latent: (N,) encoder means of the neuron over a complete factor grid.
+        posterior_sd: (N,) the encoder's standard deviations of the same neuron.
+        factors: table (N rows) with the columns of :data:`GRID_FACTORS`.
+        factor: the neuron's factor (one of azimuth, elevation, light).
+
+    Returns:
+        dict with
+        ``spearman`` (grid-wide |rho|, as :func:`monotone_fit`);
+        ``within_cell`` (mean |rho| inside each cell where only ``factor`` varies);
+        ``offset_free`` (|rho| after subtracting each cell's mean: the grid-wide figure a
+        neuron with this precision would reach if no nuisance shifted it);
+        ``eta2_<nuisance>`` (share of the neuron's variance explained by each other factor's
+        means: how far it moves with that nuisance; 0 is invariant);
+        ``code_sd`` (spread of the means) and ``posterior_sd`` (mean encoder sd) -- a neuron
+        whose noise exceeds its spread carries its factor poorly.
+    """
+    latent = _check_vector(latent, "latent")
+    sd = _check_vector(posterior_sd, "posterior_sd", len(latent))
+    missing = [c for c in GRID_FACTORS if c not in factors]
+    if missing:
+        raise DcignError(f"factors lack the columns {missing}")
+    if factor not in GRID_FACTORS[1:]:
+        raise DcignError(f"unknown factor {factor!r}; choose from {', '.join(GRID_FACTORS[1:])}")
+    nuisances = [c for c in GRID_FACTORS if c != factor]
+    frame = pd.DataFrame({c: np.asarray(factors[c]) for c in GRID_FACTORS})
+    frame["z"] = latent
+    cells = frame.groupby(nuisances, sort=False)
+    within = []
+    for _, cell in cells:
+        if len(cell) >= 2 and np.ptp(cell.z.to_numpy()) > 0 and np.ptp(cell[factor]) > 0:
+            within.append(abs(spearmanr(cell[factor], cell.z).statistic))
+    offset_free = frame.z - cells.z.transform("mean")
+    var = latent.var()
+    out = {"spearman": monotone_fit(latent, frame[factor])["spearman"],
+           "within_cell": float(np.mean(within)) if within else 0.0,
+           "offset_free": monotone_fit(offset_free.to_numpy(), frame[factor])["spearman"]}
+    for c in nuisances:
+        means = frame.groupby(c).z.transform("mean").to_numpy()
+        out[f"eta2_{c}"] = float(means.var() / var) if var > 0 else 0.0
+    out["code_sd"] = float(latent.std())
+    out["posterior_sd"] = float(sd.mean())
+    return out
