@@ -62,10 +62,7 @@ class LoadedModel:
         Returns:
             float32 array (N, latent_dim).
         """
-        x = self._images(images)
-        out = [self.model.encode(self._to_device(x[i:i + batch_size]))[0].cpu()
-               for i in range(0, len(x), batch_size)]
-        return torch.cat(out).numpy() if out else np.zeros((0, self.latent_dim), np.float32)
+        return self.encode_posterior(images, batch_size)[0]
 
     @torch.no_grad()
     def encode_posterior(self, images, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
