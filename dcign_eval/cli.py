@@ -127,6 +127,22 @@ def train(ctx: typer.Context) -> None:
     raise typer.Exit(train_main(list(ctx.args), prog="dcign-eval train"))
 
 
+def _evaluation_world(loaded: dict, identities: int, grid_dir: Path, verb: str):
+    """The held-out evaluation grid (rendered once, then reused) at the loaded models' one size."""
+    import numpy as np
+
+    from dcign_eval.console import progress_bar
+    from dcign_eval.metrics.suite import evaluation_spec, evaluation_world
+
+    sizes = {m.image_size for m in loaded.values()}
+    if len(sizes) != 1:
+        raise DcignError(f"the models take different image sizes {sorted(sizes)}; {verb} them "
+                         f"separately")
+    total = int(np.prod(evaluation_spec(identities).factor_sizes))
+    with progress_bar(total, "evaluation grid") as advance:
+        return evaluation_world(grid_dir, sizes.pop(), identities, progress=advance)
+
+
 @app.command("metrics")
 def metrics_cmd(
     model: list[str] = typer.Option(["dcign", "vae"], "--model", help="Run directory or shipped "
@@ -155,23 +171,13 @@ def metrics_cmd(
     factor grid of identities never seen in training. Writes a tidy metrics.csv and metrics.json
     (model, metric, value, seconds) and prints a table.
     """
-    import numpy as np
-
     from dcign_eval import load_model
-    from dcign_eval.console import progress_bar
     from dcign_eval.metrics import DCI_MODE_LABELS, write_metrics
-    from dcign_eval.metrics.suite import (evaluation_spec, evaluation_world, measure_models,
-                                          wide_table)
+    from dcign_eval.metrics.suite import measure_models, wide_table
 
     loaded = {name: load_model(name) for name in model}
-    sizes = {m.image_size for m in loaded.values()}
-    if len(sizes) != 1:
-        raise DcignError(f"the models take different image sizes {sorted(sizes)}; measure them "
-                         f"separately")
+    world = _evaluation_world(loaded, identities, grid_dir, "measure")
     overrides = {k: v for k, v in (("num_train", num_train), ("num_eval", num_eval)) if v}
-    total = int(np.prod(evaluation_spec(identities).factor_sizes))
-    with progress_bar(total, "evaluation grid") as advance:
-        world = evaluation_world(grid_dir, sizes.pop(), identities, progress=advance)
     selected = None if not metric else [m for m in metric if m != "none"]
     df = measure_models(loaded, world, seed=seed, metrics=selected, dci_mode=dci, **overrides)
     csv_path, json_path = write_metrics(df, out)
@@ -197,13 +203,10 @@ def diagnose_cmd(
     variance that identity and the other angles explain (eta^2, 0 = invariant); and the spread of
     its means against the encoder's own noise (posterior sd). Writes diagnostics.csv.
     """
-    import numpy as np
     import pandas as pd
 
     from dcign_eval import load_model
-    from dcign_eval.console import progress_bar
     from dcign_eval.metrics.factor_fit import GRID_FACTORS, neuron_diagnostics
-    from dcign_eval.metrics.suite import evaluation_spec, evaluation_world
     from trainer.io import atomic_write_text
 
     loaded = {name: load_model(name) for name in model}
@@ -211,13 +214,7 @@ def diagnose_cmd(
         if not m.latent_names:
             raise DcignError(f"{name} has no named latents (an entangled baseline); diagnose "
                              f"takes a DC-IGN")
-    sizes = {m.image_size for m in loaded.values()}
-    if len(sizes) != 1:
-        raise DcignError(f"the models take different image sizes {sorted(sizes)}; diagnose "
-                         f"them separately")
-    total = int(np.prod(evaluation_spec(identities).factor_sizes))
-    with progress_bar(total, "evaluation grid") as advance:
-        world = evaluation_world(grid_dir, sizes.pop(), identities, progress=advance)
+    world = _evaluation_world(loaded, identities, grid_dir, "diagnose")
     rows = []
     for name, m in loaded.items():
         mu, sd = m.encode_posterior(world.dataset.images)
