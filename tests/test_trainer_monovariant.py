@@ -7,8 +7,8 @@ import torch
 from trainer.errors import DcignError
 from trainer.faces.datasets import BATCH_TYPES
 from trainer.model import DCIGN, DCIGN_LATENTS, ModelConfig
-from trainer.monovariant import (MonovariantClamp, batch_type_probabilities, clamp_invariance,
-                                 inactive_mask, sample_monovariant_batch)
+from trainer.monovariant import (ActiveSpread, MonovariantClamp, batch_type_probabilities,
+                                 clamp_invariance, inactive_mask, sample_monovariant_batch)
 
 X = [[1.0, 2.0, 3.0],
      [3.0, 6.0, 1.0]]          # batch mean [2, 4, 2]
@@ -73,6 +73,50 @@ def test_clamp_in_the_model():
         for v in (mu, logvar):
             assert torch.allclose(v[:, mask], v[:1, mask].expand(5, -1))
             assert not torch.allclose(v[:, ~mask], v[:1, ~mask].expand(5, -1))
+
+
+def test_active_spread_by_hand():
+    spread = ActiveSpread(3, decay=0.5)
+    active = torch.tensor([True, False, True])
+    spread.update(torch.tensor([[0.0, 5.0, 1.0], [2.0, -5.0, 1.0]]), active)  # variances 1, -, 0
+    assert spread.variance.tolist() == [1.0, 1.0, 0.0]  # first batch: exact; unseen column: 1
+    assert spread.count.tolist() == [1.0, 0.0, 1.0]
+    spread.update(torch.tensor([[0.0, 0.0, 0.0], [6.0, 0.0, 2.0]]), active)  # variances 9, -, 1
+    assert spread.variance.tolist() == [5.0, 1.0, 0.5]  # a = max(1/2, 0.5)
+    spread.update(torch.tensor([[0.0, 0.0, 0.0], [2.0, 0.0, 2.0]]), active)  # variances 1, -, 1
+    assert spread.variance.tolist() == [3.0, 1.0, 0.75]  # a = max(1/3, 0.5) = 0.5
+    assert spread.strengths(6.0).tolist() == pytest.approx([2.0, 6.0, 8.0])
+    assert ActiveSpread(2, floor=0.1).strengths(1.0).tolist() == [1.0, 1.0]
+    restored = ActiveSpread(3)
+    restored.load_state_dict(spread.state_dict())
+    assert restored.variance.tolist() == spread.variance.tolist()
+    with pytest.raises(DcignError):
+        ActiveSpread(4).load_state_dict(spread.state_dict())
+
+
+def test_relative_pull_does_not_reward_shrinking():
+    # latent 0 is active in batch a and inactive in batch b. The absolute pull on b shrinks with
+    # the latent's scale c (grad ~ c), so shrinking the whole latent pays; the relative pull is
+    # divided by the active spread (~ c^2), so the penalty it descends does not depend on c.
+    torch.manual_seed(1)
+    a, b = torch.randn(20, 2), torch.randn(20, 2)
+    inactive_b = torch.tensor([True, False])
+
+    def pull_on_b(c, relative):
+        spread = ActiveSpread(2) if relative else None
+        MonovariantClamp(~inactive_b, "mean", 1.0, spread)(a * c, a * c)  # latent 0 active
+        x = (b * c).requires_grad_(True)
+        mu, _ = MonovariantClamp(inactive_b, "mean", 1.0, spread)(x, b * c)
+        mu.sum().backward()
+        return x.grad[:, 0]
+
+    for c in (0.1, 3.0):
+        torch.testing.assert_close(pull_on_b(c, False), c * pull_on_b(1.0, False))
+        torch.testing.assert_close(pull_on_b(c, True), pull_on_b(1.0, True) / c)
+    # and it is the descent gradient of 0.5 * s * sum_i (x_i - mean)^2 / v, v = var(a[:, 0])
+    x = b[:, 0].clone().requires_grad_(True)
+    (0.5 * ((x - x.mean()) ** 2).sum() / a[:, 0].var(unbiased=False)).backward()
+    torch.testing.assert_close(pull_on_b(1.0, True), x.grad)
 
 
 def test_batch_type_sampler_follows_the_ratio():

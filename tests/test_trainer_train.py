@@ -79,6 +79,26 @@ def test_resume_is_exact(data, tmp_path):
     assert [v["step"] for v in vals] == [3, 6]
 
 
+def test_relative_invariance_resumes_exactly(data, tmp_path):
+    kw = dict(invariance_scale="relative", invariance_strength=1.0, checkpoint_every=3,
+              val_every=0, ratio=(1.0, 1.0, 1.0, 1.0))  # pose batches too, early
+    full = train(tiny(data, tmp_path / "full", steps=6, **kw))
+    train(tiny(data, tmp_path / "half", steps=3, **kw))
+    resumed = train(tiny(data, tmp_path / "half", steps=6, resume=True, **kw))
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    spread = load_checkpoint(tmp_path / "half", training_state=True).rng["invariance_spread"]
+    assert spread["count"][:3].sum() + spread["count"][3] == 6  # one active group per step
+    # the absolute pull's run differs: the option is not a no-op
+    absolute = train(tiny(data, tmp_path / "abs", steps=6,
+                          **{**kw, "invariance_scale": "absolute"}))
+    assert not all(torch.equal(a, b) for a, b in zip(full.model.state_dict().values(),
+                                                     absolute.model.state_dict().values()))
+    with pytest.raises(DcignError) as e:
+        train(tiny(data, tmp_path / "bad", invariance_scale="scale-free"))
+    assert "invariance_scale" in one_line_error(e)
+
+
 def test_resume_keeps_its_settings(data, tmp_path):
     train(tiny(data, tmp_path / "run", steps=2))
     with pytest.raises(CheckpointError) as e:

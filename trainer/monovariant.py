@@ -14,6 +14,14 @@ should not explain it (the *inactive* ones) are
   did gradient ascent on the ELBO with this term left unchanged, which pushed latents away from the
   mean; here the loss is minimised and the sign is the penalty's.
 
+``invariance_scale = "relative"`` (not in the paper; default off) divides latent j's pull by
+``v_j``, a running estimate of the within-batch variance of its mean in the batches where it is
+*active* (:class:`ActiveSpread`). The penalty then becomes ``0.5 * s * sum_i (x_ij - mean_j)^2 /
+v_j``: a ratio of the spread a latent shows when its factor is held fixed to the spread it shows
+when its factor varies. The absolute pull can be lowered by shrinking a latent as a whole (signal
+and leak alike); the relative one cannot, so it does not squeeze a named neuron below its own
+encoder noise.
+
 The active group's gradient passes unchanged. mu and log-variance each get their own filter: both
 are clamped, and an inactive log-variance that varies across a monovariant batch is as much a
 leak of the factor as a varying mean. The KL term is computed on the clamped values (as the
@@ -42,12 +50,13 @@ ACTIVE_GROUP = {"AZ_VARIED": "azimuth", "EL_VARIED": "elevation", "LIGHT_VARIED"
                 "SHAPE_VARIED": "intrinsic"}
 DEFAULT_RATIO = (1.0, 1.0, 1.0, 10.0)  # azimuth : elevation : light : intrinsic (paper, sec. 4)
 CLAMP_REFERENCES = ("mean", "first")
+INVARIANCE_SCALES = ("absolute", "relative")
 
 
 class ClampInvariance(torch.autograd.Function):
     """Clamp the inactive columns of x (N, D) to the batch reference; invariance gradient back.
 
-    forward(x, inactive, reference, strength):
+    forward(x, inactive, reference, strength):   # strength: a number or one per column (D,)
         out[:, j] = x[:, j]                          for active j
         out[:, j] = mean_i x[i, j]  (or x[0, j])     for inactive j
     backward(grad_out):
@@ -59,20 +68,22 @@ class ClampInvariance(torch.autograd.Function):
     def forward(ctx, x, inactive, reference, strength):
         ref = x.mean(0) if reference == "mean" else x[0]
         mask = inactive.to(x.device)
-        ctx.save_for_backward(x, mask)
-        ctx.strength = float(strength)
+        strength = (strength.to(x.device, x.dtype) if torch.is_tensor(strength)
+                    else torch.tensor(float(strength), device=x.device, dtype=x.dtype))
+        ctx.save_for_backward(x, mask, strength)
         return torch.where(mask, ref.expand_as(x), x)
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, mask = ctx.saved_tensors
-        pull = ctx.strength * (x - x.mean(0, keepdim=True))
+        x, mask, strength = ctx.saved_tensors
+        pull = strength * (x - x.mean(0, keepdim=True))
         return torch.where(mask, pull.to(grad_out.dtype), grad_out), None, None, None
 
 
 def clamp_invariance(x: torch.Tensor, inactive: torch.Tensor, reference: str = "mean",
-                     strength: float = 0.01) -> torch.Tensor:
-    """Functional form of :class:`ClampInvariance`; ``inactive`` is a bool mask of shape (D,)."""
+                     strength: float | torch.Tensor = 0.01) -> torch.Tensor:
+    """Functional form of :class:`ClampInvariance`; ``inactive`` is a bool mask of shape (D,),
+    ``strength`` a number or a tensor of one strength per column."""
     if reference not in CLAMP_REFERENCES:
         raise DcignError(f"clamp reference must be one of {CLAMP_REFERENCES}, got {reference!r}")
     return ClampInvariance.apply(x, inactive, reference, strength)
@@ -94,15 +105,68 @@ def inactive_mask(batch_type: str, latent_names: dict, latent_dim: int) -> torch
     return inactive
 
 
-class MonovariantClamp:
-    """The ``clamp`` argument of :meth:`trainer.model.DCIGN.forward` for one batch type."""
+class ActiveSpread:
+    """Running within-batch variance of each latent's mean over the batches where it is active.
 
-    def __init__(self, inactive: torch.Tensor, reference: str = "mean", strength: float = 0.01):
+    Each batch updates only its active columns: ``v_j <- (1 - a) v_j + a var_i(mu_ij)`` with
+    ``a = max(1 / n_j, decay)``, n_j counting the batches that updated column j, so the first
+    batches average exactly and later ones follow the latent as it trains. A column not yet seen
+    active has ``v_j = 1`` (the prior's variance). :meth:`strengths` floors v at ``floor`` so that
+    a dead latent (a mean that barely moves: sd under 0.1, against the prior's 1) gets at most
+    100 times the absolute pull, not an unbounded one.
+    """
+
+    def __init__(self, latent_dim: int, decay: float = 0.01, floor: float = 1e-2,
+                 device: torch.device | str = "cpu"):
+        self.decay, self.floor = decay, floor
+        self.variance = torch.ones(latent_dim, dtype=torch.float64, device=device)
+        self.count = torch.zeros(latent_dim, dtype=torch.float64, device=device)
+
+    def update(self, mu: torch.Tensor, active: torch.Tensor) -> None:
+        active = active.to(self.count.device)
+        var = mu.detach().to(self.variance.dtype).var(0, unbiased=False)
+        count = self.count + active
+        a = torch.clamp(1.0 / count.clamp(min=1.0), min=self.decay)
+        self.variance = torch.where(active, (1 - a) * self.variance + a * var, self.variance)
+        self.count = count
+
+    def strengths(self, strength: float) -> torch.Tensor:
+        """One strength per latent: ``strength / max(v_j, floor)``."""
+        return (strength / self.variance.clamp(min=self.floor)).float()
+
+    def state_dict(self) -> dict:
+        return {"variance": self.variance.cpu(), "count": self.count.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        variance, count = state["variance"], state["count"]
+        if variance.shape != self.variance.shape or count.shape != self.count.shape:
+            raise DcignError(f"saved invariance spread has {tuple(variance.shape)} latents, the "
+                             f"model {tuple(self.variance.shape)}")
+        device = self.variance.device
+        self.variance = variance.to(device, torch.float64)
+        self.count = count.to(device, torch.float64)
+
+
+class MonovariantClamp:
+    """The ``clamp`` argument of :meth:`trainer.model.DCIGN.forward` for one batch type.
+
+    With ``spread`` (an :class:`ActiveSpread` shared by all batch types) the pull is relative:
+    each call first updates the spread with this batch's active columns, then divides each
+    inactive latent's pull (on its mean and its log-variance alike) by its spread.
+    """
+
+    def __init__(self, inactive: torch.Tensor, reference: str = "mean", strength: float = 0.01,
+                 spread: ActiveSpread | None = None):
         self.inactive, self.reference, self.strength = inactive, reference, strength
+        self.spread = spread
 
     def __call__(self, mu: torch.Tensor, logvar: torch.Tensor):
-        return (clamp_invariance(mu, self.inactive, self.reference, self.strength),
-                clamp_invariance(logvar, self.inactive, self.reference, self.strength))
+        strength = self.strength
+        if self.spread is not None:
+            self.spread.update(mu, ~self.inactive)
+            strength = self.spread.strengths(self.strength)
+        return (clamp_invariance(mu, self.inactive, self.reference, strength),
+                clamp_invariance(logvar, self.inactive, self.reference, strength))
 
 
 def batch_type_probabilities(ratio) -> np.ndarray:

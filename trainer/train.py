@@ -45,11 +45,12 @@ from trainer import checkpoint as ckpt_io
 from trainer.errors import CheckpointError, DatasetError, DcignError
 from trainer.faces.datasets import BATCH_TYPES, FaceDataset, load_dataset
 from trainer.model import DCIGN, DCIGN_LATENTS, ModelConfig, neg_elbo
-from trainer.monovariant import (CLAMP_REFERENCES, DEFAULT_RATIO, MonovariantClamp,
-                                 batch_type_probabilities, inactive_mask,
-                                 sample_monovariant_batch)
+from trainer.monovariant import (CLAMP_REFERENCES, DEFAULT_RATIO, INVARIANCE_SCALES,
+                                 ActiveSpread, MonovariantClamp, batch_type_probabilities,
+                                 inactive_mask, sample_monovariant_batch)
 
 MODES = ("monovariant", "vae")
+SPREAD_KEY = "invariance_spread"  # in rng.pt: the ActiveSpread of a relative-invariance run
 
 
 def _knob(default, help: str):
@@ -74,6 +75,10 @@ class TrainConfig:
                                          "or the 'first' sample (original code)")
     invariance_strength: float = _knob(0.01, "scale of the gradient pulling inactive latents "
                                              "toward the batch mean")
+    invariance_scale: str = _knob("absolute", "'absolute': the pull is strength * (z - mean) "
+                                              "(paper); 'relative': divided by each latent's "
+                                              "running variance in the batches where it is "
+                                              "active, so shrinking a latent does not lower it")
     width: float = _knob(1.0, "channel multiplier; 1 is the paper's 96-48-24 encoder")
     latent_dim: int = _knob(200, "latents: azimuth, elevation, light, then intrinsic")
     seed: int = _knob(0, "seed for initialisation, batches and noise")
@@ -113,6 +118,9 @@ class TrainConfig:
             bad(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.clamp_reference not in CLAMP_REFERENCES:
             bad(f"clamp_reference must be one of {CLAMP_REFERENCES}, got {self.clamp_reference!r}")
+        if self.invariance_scale not in INVARIANCE_SCALES:
+            bad(f"invariance_scale must be one of {INVARIANCE_SCALES}, "
+                f"got {self.invariance_scale!r}")
         if self.steps < 0 or self.batch_size < 2:
             bad(f"need steps >= 0 and batch_size >= 2, got {self.steps} and {self.batch_size}")
         if self.lr <= 0 or self.eps <= 0 or len(self.betas) != 2 \
@@ -128,7 +136,7 @@ class TrainConfig:
 
 # A resumed run keeps these; the others (paths, lengths, intervals, device) may change.
 FIXED_ON_RESUME = ("mode", "batch_size", "lr", "betas", "eps", "beta", "ratio", "clamp_reference",
-                   "invariance_strength", "width", "latent_dim", "seed")
+                   "invariance_strength", "invariance_scale", "width", "latent_dim", "seed")
 
 
 class NonFiniteLoss(DcignError):
@@ -361,11 +369,20 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
 
     # monovariant batches and their clamps
     monovariant = cfg.mode == "monovariant"
+    spread = None  # relative invariance: per-replica running spread, saved with the RNG state
     if monovariant:
         train_batches = train_set.batches()
         probabilities = batch_type_probabilities(cfg.ratio)
+        if cfg.invariance_scale == "relative":
+            spread = ActiveSpread(cfg.latent_dim, device=device)
+            if resumed is not None:
+                if SPREAD_KEY not in resumed.rng:
+                    raise CheckpointError(f"{out / ckpt_io.RNG} lacks the invariance spread a "
+                                          f"relative-invariance run saves")
+                spread.load_state_dict(resumed.rng[SPREAD_KEY])
         clamps = {b: MonovariantClamp(inactive_mask(b, model_cfg.latent_names, cfg.latent_dim)
-                                      .to(device), cfg.clamp_reference, cfg.invariance_strength)
+                                      .to(device), cfg.clamp_reference, cfg.invariance_strength,
+                                      spread)
                   for b in BATCH_TYPES}
     val_rows = validation_rows(test_set, cfg.val_batches) if cfg.val_every else []
 
@@ -385,6 +402,8 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
                "scheme": "batches and noise: numpy default_rng([seed, rank, step])"}
         if cuda:
             rng["torch_cuda"] = torch.cuda.get_rng_state(device)
+        if spread is not None:
+            rng[SPREAD_KEY] = spread.state_dict()
         ckpt_io.save_checkpoint(out, model=model, config=run_config, optimizer=optimizer, rng=rng,
                                 history=history,
                                 state={"step": step, "status": status, "world_size": world})
