@@ -88,7 +88,7 @@ def test_relative_invariance_resumes_exactly(data, tmp_path):
     for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
     spread = load_checkpoint(tmp_path / "half", training_state=True).rng["invariance_spread"]
-    assert spread["count"][:3].sum() + spread["count"][3] == 6  # one active group per step
+    assert spread["active_count"][:3].sum() + spread["active_count"][3] == 6  # one group per step
     # the absolute pull's run differs: the option is not a no-op
     absolute = train(tiny(data, tmp_path / "abs", steps=6,
                           **{**kw, "invariance_scale": "absolute"}))
