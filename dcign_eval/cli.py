@@ -199,7 +199,8 @@ def diagnose_cmd(
     """Why each named neuron's Spearman |rho| is what it is (the grid of `dcign-eval metrics`).
 
     Per neuron: the grid-wide |rho|; its mean |rho| inside cells where only its factor changes
-    (precision); the |rho| it would reach with every cell's offset removed; the share of its
+    (precision); the |rho| it would reach with every cell's offset removed; how much its gain
+    (slope on its factor) varies from cell to cell (gain_cv, 0 = alike); the share of its
     variance that identity and the other angles explain (eta^2, 0 = invariant); and the spread of
     its means against the encoder's own noise (posterior sd). Writes diagnostics.csv.
     """
@@ -222,7 +223,7 @@ def diagnose_cmd(
             rows.append({"model": name, "neuron": factor,
                          **neuron_diagnostics(mu[:, k], sd[:, k], world.dataset.factors, factor)})
     table = pd.DataFrame(rows)
-    table = table[["model", "neuron", "spearman", "within_cell", "offset_free",
+    table = table[["model", "neuron", "spearman", "within_cell", "offset_free", "gain_cv",
                    *[f"eta2_{c}" for c in GRID_FACTORS], "code_sd", "posterior_sd"]]
     path = out / "diagnostics.csv"
     atomic_write_text(path, table.to_csv(index=False))

@@ -113,6 +113,13 @@ def test_neuron_diagnostics_separates_precision_from_invariance():
     shifted = neuron_diagnostics(f.elevation / 20 + 1.5 * f.identity, sd, f, "elevation")
     assert shifted["within_cell"] == pytest.approx(1) and shifted["offset_free"] == pytest.approx(1)
     assert shifted["spearman"] < 0.5 and shifted["eta2_identity"] > 0.8
+    assert clean["gain_cv"] == pytest.approx(0, abs=1e-9)
+    assert shifted["gain_cv"] == pytest.approx(0, abs=1e-9)  # offsets leave the gain alone
+    # a gain that grows with |azimuth|: still perfect inside each cell, not once offsets are gone
+    gain = 1 + np.abs(f.azimuth) / 30  # 1 at 0, 3 at +-60: slopes 1/20 and 3/20 per degree
+    scaled = neuron_diagnostics(gain * f.elevation / 20, sd, f, "elevation")
+    assert scaled["within_cell"] == pytest.approx(1) and scaled["offset_free"] < 1
+    assert scaled["gain_cv"] == pytest.approx(np.std([1, 3, 3]) / np.mean([1, 3, 3]))
     # a neuron that ignores its factor
     blind = neuron_diagnostics(f.azimuth.to_numpy() + 0.0, sd, f, "elevation")
     assert blind["within_cell"] == 0 and blind["spearman"] == 0 and blind["eta2_azimuth"] == 1

@@ -181,6 +181,9 @@ def neuron_diagnostics(latent, posterior_sd, factors, factor: str) -> dict[str, 
         ``within_cell`` (mean |rho| inside each cell where only ``factor`` varies);
         ``offset_free`` (|rho| after subtracting each cell's mean: the grid-wide figure a
         neuron with this precision would reach if no nuisance shifted it);
+        ``gain_cv`` (coefficient of variation over cells of the neuron's least-squares slope on
+        its factor: 0 when every cell responds alike; a gain that changes with a nuisance keeps
+        ``offset_free`` below 1 however precise each cell is);
         ``eta2_<nuisance>`` (share of the neuron's variance explained by each other factor's
         means: how far it moves with that nuisance; 0 is invariant);
         ``code_sd`` (spread of the means) and ``posterior_sd`` (mean encoder sd) -- a neuron
@@ -197,15 +200,20 @@ def neuron_diagnostics(latent, posterior_sd, factors, factor: str) -> dict[str, 
     frame = pd.DataFrame({c: np.asarray(factors[c]) for c in GRID_FACTORS})
     frame["z"] = latent
     cells = frame.groupby(nuisances, sort=False)
-    within = []
+    within, slopes = [], []
     for _, cell in cells:
-        if len(cell) >= 2 and np.ptp(cell.z.to_numpy()) > 0 and np.ptp(cell[factor]) > 0:
-            within.append(abs(spearmanr(cell[factor], cell.z).statistic))
+        f, z = cell[factor].to_numpy(float), cell.z.to_numpy()
+        if len(cell) >= 2 and np.ptp(f) > 0:
+            slopes.append(np.polyfit(f, z, 1)[0])
+            if np.ptp(z) > 0:
+                within.append(abs(spearmanr(f, z).statistic))
     offset_free = frame.z - cells.z.transform("mean")
     var = latent.var()
     out = {"spearman": monotone_fit(latent, frame[factor])["spearman"],
            "within_cell": float(np.mean(within)) if within else 0.0,
            "offset_free": monotone_fit(offset_free.to_numpy(), frame[factor])["spearman"]}
+    mean_slope = float(np.mean(slopes)) if slopes else 0.0
+    out["gain_cv"] = float(np.std(slopes) / abs(mean_slope)) if mean_slope else float("inf")
     for c in nuisances:
         means = frame.groupby(c).z.transform("mean").to_numpy()
         out[f"eta2_{c}"] = float(means.var() / var) if var > 0 else 0.0
