@@ -76,9 +76,10 @@ class TrainConfig:
     invariance_strength: float = _knob(0.01, "scale of the gradient pulling inactive latents "
                                              "toward the batch mean")
     invariance_scale: str = _knob("absolute", "'absolute': the pull is strength * (z - mean) "
-                                              "(paper); 'relative': divided by each latent's "
-                                              "running variance in the batches where it is "
-                                              "active, so shrinking a latent does not lower it")
+                                              "(paper); 'relative': the penalty is each "
+                                              "latent's spread when clamped over its spread when "
+                                              "active (running estimates), so shrinking a "
+                                              "latent does not lower it")
     width: float = _knob(1.0, "channel multiplier; 1 is the paper's 96-48-24 encoder")
     latent_dim: int = _knob(200, "latents: azimuth, elevation, light, then intrinsic")
     seed: int = _knob(0, "seed for initialisation, batches and noise")
