@@ -72,7 +72,9 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, commands: list[str]
             t = json.loads((earlier / "config.json").read_text())["train"]
             extra = "" if t["mode"] == "vae" else (
                 f", ratio {':'.join(f'{r:g}' for r in t['ratio'])}, invariance strength "
-                f"{t['invariance_strength']:g}")
+                f"{t['invariance_strength']:g}"
+                + (f" ({t['invariance_scale']})"
+                   if t.get("invariance_scale", "absolute") != "absolute" else ""))
             lines += [f"  - a {t['mode']} run (width {t['width']:g}, beta {t['beta']:g}{extra}) "
                       f"of {p['steps']:,} steps ({p['wall_s'] / 60:.1f} min) on the same data"]
             total += p["steps"]
