@@ -6,7 +6,8 @@ A run directory holds
 * ``config.json``       -- ``{"format": "dcign-run", "format_version", "model": ModelConfig,
   "train": TrainConfig, "latent_layout": {...}, "data": {train/test manifest checksums, size}}``;
 * ``optimizer.pt``      -- the optimizer's state dict (tensors and plain containers only);
-* ``rng.pt``            -- the global torch RNG states (tensors only; a relative-invariance run adds its running spread);
+* ``rng.pt``            -- the global torch RNG states (tensors only); a relative-invariance
+  run adds its running spread estimates;
 * ``history.csv``       -- one row per training step and per validation: step, split, batch_type,
   neg_elbo, bce, kl (per-image means), seconds since the run started;
 * ``state.json``        -- step, status (running / finished / interrupted) and the sha256 of every

@@ -23,9 +23,9 @@ pull alone by the active spread is not enough: the pull still shrinks the latent
 estimate follows, the pull grows, and the latent collapses (measured: elevation spread 1.6 -> 0.1
 in 3,000 steps at s = 10). So active batches also get the ratio's other derivative, a push apart.
 
-The active group's gradient passes unchanged. mu and log-variance each get their own filter: both
-are clamped, and an inactive log-variance that varies across a monovariant batch is as much a
-leak of the factor as a varying mean. The KL term is computed on the clamped values (as the
+With the absolute pull the active group's gradient passes unchanged. mu and log-variance each
+get their own filter: both are clamped, and an inactive log-variance that varies across a
+monovariant batch is as much a leak of the factor as a varying mean. The KL term is computed on the clamped values (as the
 original): only active latents receive reconstruction and KL gradient.
 
 Batch types and their active group (the original's monovariant_main.lua):
