@@ -25,8 +25,9 @@ in 3,000 steps at s = 10). So active batches also get the ratio's other derivati
 
 With the absolute pull the active group's gradient passes unchanged. mu and log-variance each
 get their own filter: both are clamped, and an inactive log-variance that varies across a
-monovariant batch is as much a leak of the factor as a varying mean. The KL term is computed on the clamped values (as the
-original): only active latents receive reconstruction and KL gradient.
+monovariant batch is as much a leak of the factor as a varying mean. The KL term is computed on
+the clamped values (as the original): only active latents receive reconstruction and KL
+gradient.
 
 Batch types and their active group (the original's monovariant_main.lua):
 
@@ -57,7 +58,7 @@ INVARIANCE_SCALES = ("absolute", "relative")
 class ClampInvariance(torch.autograd.Function):
     """Clamp the inactive columns of x (N, D) to the batch reference; invariance gradient back.
 
-    forward(x, inactive, reference, strength):   # strength: a number or one per column (D,)
+    forward(x, inactive, reference, strength, push=None):  # strength: a number or one per column
         out[:, j] = x[:, j]                          for active j
         out[:, j] = mean_i x[i, j]  (or x[0, j])     for inactive j
     backward(grad_out):
@@ -133,6 +134,8 @@ class ActiveSpread:
     gets at most 100 times the absolute pull, not an unbounded one.
     """
 
+    _FIELDS = ("active_var", "inactive_var", "active_count", "inactive_count")  # the saved state
+
     def __init__(self, latent_dim: int, decay: float = 0.01, floor: float = 1e-2,
                  device: torch.device | str = "cpu"):
         self.decay, self.floor = decay, floor
@@ -163,8 +166,6 @@ class ActiveSpread:
         weight = self.inactive_count / self.active_count.clamp(min=1.0)
         push = pull * weight * self.inactive_var / v
         return pull.float(), push.float()
-
-    _FIELDS = ("active_var", "inactive_var", "active_count", "inactive_count")
 
     def state_dict(self) -> dict:
         return {k: getattr(self, k).cpu() for k in self._FIELDS}
