@@ -38,6 +38,20 @@ def test_latent_layout_and_width():
     assert ModelConfig(latent_names={}).intrinsic == range(0, 200)
 
 
+def test_code_width_sets_only_the_maps_next_to_the_code():
+    narrow, wide = DCIGN(ModelConfig(width=0.25)), DCIGN(ModelConfig(width=0.25, code_width=1))
+    assert ModelConfig(width=0.25).code_channels == 6 and wide.config.code_channels == 24
+    assert (narrow.mu.in_features, wide.mu.in_features) == (6 * 16, 24 * 16)
+    assert wide.encoder[6].out_channels == wide.decoder[1].in_channels == 24
+    assert wide.decoder_in.out_features == 24 * 16
+    for a, b in [(narrow.encoder[0], wide.encoder[0]), (narrow.encoder[3], wide.encoder[3]),
+                 (narrow.decoder[1], wide.decoder[1]), (narrow.decoder[4], wide.decoder[4])]:
+        assert a.out_channels == b.out_channels  # the other layers keep the width's channels
+    assert wide(torch.rand(2, 1, 64, 64))[0].shape == (2, 1, 64, 64)
+    with pytest.raises(DcignError, match="code_width"):
+        ModelConfig(code_width=0)
+
+
 @pytest.mark.parametrize("size", [32, 40, 72])
 def test_unsupported_sizes_fail_clearly(size):
     with pytest.raises(DcignError) as e:

@@ -128,6 +128,9 @@ def test_init_from_a_baseline(data, tmp_path):
     with pytest.raises(CheckpointError) as e:
         train(tiny(data, tmp_path / "mono2", width=0.25, init_from=str(tmp_path / "vae")))
     assert "width" in one_line_error(e)
+    with pytest.raises(CheckpointError) as e:
+        train(tiny(data, tmp_path / "mono3", code_width=1, init_from=str(tmp_path / "vae")))
+    assert "code_channels" in one_line_error(e)
 
 
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(data, tmp_path, monkeypatch):

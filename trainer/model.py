@@ -10,6 +10,9 @@ Architecture (the original's ``init_network2_150_mv(200, 96)``, with a width mul
 * decoder: linear + ReLU, reshape to (24w, s0, s0), then 4 x [nearest upsample x2, conv 7x7] with
   48w, 96w, 96w, 1 feature maps, ReLU between and a sigmoid at the end.
 
+``code_width`` (default: ``w``) sets the two 24w maps next to the code on its own: at 64x64 they
+are 4x4, so at w = 0.25 the 200 latents are read from and decoded into only 96 numbers.
+
 The decoder must land exactly on the input size. Four x2 upsamplings, each followed by a 7x7 conv
 with padding p, give ``16 * s0 - 15 * (6 - 2p)`` pixels, so (:func:`decoder_plan`):
 
@@ -56,10 +59,16 @@ class ModelConfig:
     latent_dim: int = 200
     width: float = 1.0
     latent_names: dict = field(default_factory=lambda: dict(DCIGN_LATENTS))
+    #: channel multiplier of the two 24-channel maps next to the code (the encoder's last conv,
+    #: the decoder's reshape); None: ``width``. At 64x64 these maps are only 4x4, so at width
+    #: 0.25 the code is read from and written to 96 numbers (the paper's 150x150: 5400).
+    code_width: float | None = None
 
     def __post_init__(self):
         if self.width <= 0:
             raise DcignError(f"model width must be positive, got {self.width}")
+        if self.code_width is not None and self.code_width <= 0:
+            raise DcignError(f"model code_width must be positive, got {self.code_width}")
         n_named = len(self.latent_names)
         if self.latent_dim <= n_named:
             raise DcignError(f"latent_dim {self.latent_dim} leaves no intrinsic latents "
@@ -77,6 +86,12 @@ class ModelConfig:
 
     def channels(self, base: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(max(1, round(c * self.width)) for c in base)
+
+    @property
+    def code_channels(self) -> int:
+        """Feature maps of the encoder's last conv and of the decoder's reshape."""
+        w = self.width if self.code_width is None else self.code_width
+        return max(1, round(ENCODER_CHANNELS[-1] * w))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,7 +126,7 @@ class DCIGN(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        c1, c2, c3 = config.channels(ENCODER_CHANNELS)
+        (c1, c2), c3 = config.channels(ENCODER_CHANNELS[:-1]), config.code_channels
         d1, d2, d3 = config.channels(DECODER_CHANNELS)
         k = ENCODER_KERNEL
         self.encoder = nn.Sequential(

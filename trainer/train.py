@@ -81,6 +81,8 @@ class TrainConfig:
                                               "active (running estimates), so shrinking a "
                                               "latent does not lower it")
     width: float = _knob(1.0, "channel multiplier; 1 is the paper's 96-48-24 encoder")
+    code_width: float = _knob(0.0, "channel multiplier of the 24-channel maps next to the code "
+                                   "(encoder's last conv, decoder's reshape); 0: --width")
     latent_dim: int = _knob(200, "latents: azimuth, elevation, light, then intrinsic")
     seed: int = _knob(0, "seed for initialisation, batches and noise")
     checkpoint_every: int = _knob(1000, "steps between checkpoints (and one at the end)")
@@ -128,8 +130,8 @@ class TrainConfig:
                 or not all(0 <= b < 1 for b in self.betas):
             bad(f"Adam needs lr > 0, eps > 0 and 2 betas in [0, 1), got {self.lr}, {self.eps}, "
                 f"{list(self.betas)}")
-        if self.beta < 0 or self.invariance_strength < 0:
-            bad("beta and invariance_strength must be >= 0")
+        if self.beta < 0 or self.invariance_strength < 0 or self.code_width < 0:
+            bad("beta, invariance_strength and code_width must be >= 0")
         if self.checkpoint_every < 1 or self.val_every < 0 or self.val_batches < 1:
             bad("need checkpoint_every >= 1, val_every >= 0 and val_batches >= 1")
         batch_type_probabilities(self.ratio)
@@ -137,7 +139,8 @@ class TrainConfig:
 
 # A resumed run keeps these; the others (paths, lengths, intervals, device) may change.
 FIXED_ON_RESUME = ("mode", "batch_size", "lr", "betas", "eps", "beta", "ratio", "clamp_reference",
-                   "invariance_strength", "invariance_scale", "width", "latent_dim", "seed")
+                   "invariance_strength", "invariance_scale", "width", "code_width", "latent_dim",
+                   "seed")
 
 
 class NonFiniteLoss(DcignError):
@@ -265,7 +268,7 @@ def check_resumable(cfg: TrainConfig, ckpt: ckpt_io.Checkpoint, train: FaceDatas
 def check_fits(ckpt: ckpt_io.Checkpoint, model_cfg: ModelConfig) -> None:
     """``--init-from``: the checkpoint's network must have this run's shape."""
     theirs = ckpt.model_config
-    for key in ("image_size", "latent_dim", "width"):
+    for key in ("image_size", "latent_dim", "width", "code_channels"):
         if getattr(theirs, key) != getattr(model_cfg, key):
             raise CheckpointError(f"{ckpt.path} holds a model with {key}={getattr(theirs, key)}, "
                                   f"this run needs {key}={getattr(model_cfg, key)}")
@@ -338,6 +341,7 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
 
     # model
     model_cfg = ModelConfig(image_size=train_set.size, latent_dim=cfg.latent_dim, width=cfg.width,
+                            code_width=cfg.code_width or None,
                             latent_names=dict(DCIGN_LATENTS) if cfg.mode == "monovariant" else {})
     torch.manual_seed(cfg.seed)
     model = DCIGN(model_cfg)
