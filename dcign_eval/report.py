@@ -249,7 +249,9 @@ def model_card(rm: ReportModel) -> dict[str, str]:
         "image size": f"{model_cfg.get('image_size', m.image_size)} px",
         "latents": str(model_cfg.get("latent_dim", "")),
         "latent layout": named or "none named (entangled)",
-        "width": f"{model_cfg.get('width', '')}",
+        "width": f"{model_cfg.get('width', '')}"
+                 + (f" (code maps {model_cfg['code_width']:g})" if model_cfg.get("code_width")
+                    else ""),
         "parameters": f"{n_params:,}" if n_params is not None else "unknown",
         "steps trained": f"{state.get('step', '?')} of {train.get('steps', '?')} "
                          f"({state.get('status', 'unknown')})",

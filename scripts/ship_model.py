@@ -75,7 +75,8 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, commands: list[str]
                 f"{t['invariance_strength']:g}"
                 + (f" ({t['invariance_scale']})"
                    if t.get("invariance_scale", "absolute") != "absolute" else ""))
-            lines += [f"  - a {t['mode']} run (width {t['width']:g}, beta {t['beta']:g}{extra}) "
+            code = f", code width {t['code_width']:g}" if t.get("code_width") else ""
+            lines += [f"  - a {t['mode']} run (width {t['width']:g}{code}, beta {t['beta']:g}{extra}) "
                       f"of {p['steps']:,} steps ({p['wall_s'] / 60:.1f} min) on the same data"]
             total += p["steps"]
         lines += [f"- Data budget, all stages: {total:,} steps = {total * config['train']['batch_size']:,} "
