@@ -96,11 +96,11 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench_step(size: int, width: float, batch: int, device: torch.device, steps: int,
+def bench_step(cfg: ModelConfig, batch: int, device: torch.device, steps: int,
                warmup: int, channels_last: bool, compile: bool) -> float:
     """Seconds per training step: the fastest of ``steps`` timed steps (robust to other load)."""
     torch.manual_seed(0)
-    cfg = ModelConfig(image_size=size, width=width)
+    size = cfg.image_size
     model = DCIGN(cfg).to(device, memory_format=torch.channels_last if channels_last
                           else torch.contiguous_format)
     fwd = torch.compile(model) if compile else model
@@ -135,6 +135,8 @@ def main() -> None:
                    help="auto: CPU, and CUDA too when present")
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 150])
     p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--code-width", type=float, default=None,
+                   help="channel multiplier of the maps next to the code (default: --width)")
     p.add_argument("--batch-size", type=int, nargs="+", default=[20],
                    help="batch sizes to time (20 is the paper's)")
     p.add_argument("--steps", type=int, default=0, help="timed steps (default: 10 CPU, 50 GPU)")
@@ -162,19 +164,21 @@ def main() -> None:
               f"{mm:.0f} GFLOP/s ({mm / peak:.0%} of peak)")
         steps = args.steps or (10 if device.type == "cpu" else 50)
         for size in args.sizes:
-            flops = 3 * count_flops(ModelConfig(image_size=size, width=args.width))
+            cfg = ModelConfig(image_size=size, width=args.width, code_width=args.code_width)
+            flops = 3 * count_flops(cfg)
+            width = f"{args.width:g}" + (f" (code {args.code_width:g})" if args.code_width else "")
             for batch in args.batch_size:
-                dt = bench_step(size, args.width, batch, device, steps, args.warmup,
+                dt = bench_step(cfg, batch, device, steps, args.warmup,
                                 not args.no_channels_last, args.compile)
                 achieved = flops * batch / dt / 1e9
-                rows.append((device.type, f"{size}x{size}", args.width, batch, batch / dt,
+                rows.append((device.type, f"{size}x{size}", width, batch, batch / dt,
                              flops / 1e9, achieved, achieved / peak))
     print()
     print("| device | image | width | batch | images/s | GFLOP/image (fwd+bwd) | GFLOP/s "
           "| of peak |")
     print("|---|---|---|---|---|---|---|---|")
     for dev, image, width, batch, ips, gf, achieved, frac in rows:
-        print(f"| {dev} | {image} | {width:g} | {batch} | {ips:.1f} | {gf:.2f} | {achieved:.0f} "
+        print(f"| {dev} | {image} | {width} | {batch} | {ips:.1f} | {gf:.2f} | {achieved:.0f} "
               f"| {frac:.0%} |")
 
 
