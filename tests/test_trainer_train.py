@@ -133,6 +133,27 @@ def test_init_from_a_baseline(data, tmp_path):
     assert "code_channels" in one_line_error(e)
 
 
+def test_freeze_encoder_trains_the_decoder_alone(data, tmp_path):
+    mono = train(tiny(data, tmp_path / "mono", steps=2))
+    dec = train(tiny(data, tmp_path / "dec", mode="vae", steps=3, lr=1e-2, freeze_encoder=True,
+                     init_from=str(tmp_path / "mono")))
+    # the latents keep their names although random (vae-mode) batches were drawn
+    assert dec.model.config.latent_names == {"azimuth": 0, "elevation": 1, "light": 2}
+    before, after = mono.model.state_dict(), dec.model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith(("decoder", "decoder_in")) for k in moved), moved
+    assert not any(k.startswith(("encoder", "mu.", "logvar.")) for k in moved)
+    # a resume keeps it frozen, and may not unfreeze it
+    assert train(tiny(data, tmp_path / "dec", mode="vae", steps=4, lr=1e-2, freeze_encoder=True,
+                      resume=True)).step == 4
+    with pytest.raises(CheckpointError) as e:
+        train(tiny(data, tmp_path / "dec", mode="vae", steps=5, lr=1e-2, resume=True))
+    assert "freeze_encoder" in one_line_error(e)
+    with pytest.raises(DcignError) as e:
+        train(tiny(data, tmp_path / "fresh", freeze_encoder=True))
+    assert "--init-from" in one_line_error(e)
+
+
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(data, tmp_path, monkeypatch):
     real, calls = train_mod.neg_elbo, {"n": 0}
 

@@ -150,6 +150,10 @@ class DCIGN(nn.Module):
         )
         self._decoder_channels = c3
 
+    def encoder_modules(self) -> tuple[nn.Module, ...]:
+        """The modules of q(z|x); the rest is the decoder p(x|z)."""
+        return self.encoder, self.mu, self.logvar
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (N, 1, S, S) in [0, 1] -> (mu, logvar), each (N, latent_dim), float32."""
         h = self.encoder(x)

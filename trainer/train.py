@@ -90,6 +90,9 @@ class TrainConfig:
     val_batches: int = _knob(20, "test batches per validation")
     init_from: str = _knob("", "run directory whose weights start this run (pretrain, then "
                                 "monovariant)")
+    freeze_encoder: bool = _knob(False, "train the decoder alone: the encoder, and so what every "
+                                        "latent measures, stays as --init-from left it (its "
+                                        "latent names are kept, whatever the mode)")
     resume: bool = _knob(False, "continue the run in --out from its last checkpoint")
     compile: bool = _knob(False, "torch.compile the model")
     device: str = _knob("auto", "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
@@ -134,13 +137,15 @@ class TrainConfig:
             bad("beta, invariance_strength and code_width must be >= 0")
         if self.checkpoint_every < 1 or self.val_every < 0 or self.val_batches < 1:
             bad("need checkpoint_every >= 1, val_every >= 0 and val_batches >= 1")
+        if self.freeze_encoder and not (self.init_from or self.resume):
+            bad("freeze_encoder needs a trained encoder: give --init-from RUN (or --resume)")
         batch_type_probabilities(self.ratio)
 
 
 # A resumed run keeps these; the others (paths, lengths, intervals, device) may change.
 FIXED_ON_RESUME = ("mode", "batch_size", "lr", "betas", "eps", "beta", "ratio", "clamp_reference",
                    "invariance_strength", "invariance_scale", "width", "code_width", "latent_dim",
-                   "seed")
+                   "freeze_encoder", "seed")
 
 
 class NonFiniteLoss(DcignError):
@@ -340,21 +345,26 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
                               f"or choose another --out")
 
     # model
+    start_from = resumed if resumed is not None else (
+        ckpt_io.load_checkpoint(cfg.init_from) if cfg.init_from else None)
+    if cfg.freeze_encoder:  # a frozen encoder keeps its latents' meaning
+        names = start_from.model_config.latent_names
+    else:
+        names = dict(DCIGN_LATENTS) if cfg.mode == "monovariant" else {}
     model_cfg = ModelConfig(image_size=train_set.size, latent_dim=cfg.latent_dim, width=cfg.width,
-                            code_width=cfg.code_width or None,
-                            latent_names=dict(DCIGN_LATENTS) if cfg.mode == "monovariant" else {})
+                            code_width=cfg.code_width or None, latent_names=dict(names))
     torch.manual_seed(cfg.seed)
     model = DCIGN(model_cfg)
-    if resumed is not None:
-        check_fits(resumed, model_cfg)
-        ckpt_io.load_weights_into(model, resumed)
-    elif cfg.init_from:
-        init = ckpt_io.load_checkpoint(cfg.init_from)
-        check_fits(init, model_cfg)
-        ckpt_io.load_weights_into(model, init)
+    if start_from is not None:
+        check_fits(start_from, model_cfg)
+        ckpt_io.load_weights_into(model, start_from)
+    if cfg.freeze_encoder:
+        for part in model.encoder_modules():
+            part.requires_grad_(False)
     model.to(device, memory_format=torch.channels_last)  # faster on CPU (oneDNN) and GPU alike
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trained, lr=cfg.lr, betas=tuple(cfg.betas),
                                  eps=cfg.eps, fused=True if cuda else None)
     if resumed is not None:
         try:
