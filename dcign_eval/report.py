@@ -266,6 +266,10 @@ def model_card(rm: ReportModel) -> dict[str, str]:
                                                                              for r in ratio)
         card["clamp reference"] = str(train.get("clamp_reference", ""))
         card["invariance strength"] = f"{train.get('invariance_strength', '')}"
+    if train.get("freeze_encoder"):
+        batches = ("random batches, each face decoded from its own code"
+                   if train.get("mode") == "vae" else "monovariant batches, clamped codes")
+        card["last stage trained"] = f"the decoder alone, encoder frozen ({batches})"
     if train.get("init_from"):
         card["initialised from"] = str(train["init_from"])
     if history is not None and len(history):

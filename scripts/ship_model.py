@@ -45,6 +45,12 @@ def summary(run: Path) -> dict:
             "final_train_neg_elbo_last500": float(train.neg_elbo.mean())}
 
 
+def stage_kind(train: dict) -> str:
+    """'monovariant mode', or 'vae mode, decoder alone (encoder frozen)', from a train config."""
+    kind = f"{train['mode']} mode"
+    return kind + (", decoder alone (encoder frozen)" if train.get("freeze_encoder") else "")
+
+
 def card(name: str, run: Path, metrics: pd.DataFrame | None, commands: list[str], notes: str,
          pretrain: list[Path]) -> str:
     config = json.loads((run / "config.json").read_text())
@@ -53,7 +59,7 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, commands: list[str]
              f"Load it with `dcign_eval.load_model(\"{name}\")`.", "",
              "## Training", "",
              f"- Steps: {info['steps']:,} of batch {config['train']['batch_size']} "
-             f"({config['train']['mode']} mode); wall time {info['wall_s'] / 60:.1f} min.",
+             f"({stage_kind(config['train'])}); wall time {info['wall_s'] / 60:.1f} min.",
              f"- Final validation negative ELBO per image (test split, no clamping): "
              f"{info['final_val_neg_elbo']:.1f}; training, mean of the last 500 steps: "
              f"{info['final_train_neg_elbo_last500']:.1f}.",
@@ -76,11 +82,12 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, commands: list[str]
                 + (f" ({t['invariance_scale']})"
                    if t.get("invariance_scale", "absolute") != "absolute" else ""))
             code = f", code width {t['code_width']:g}" if t.get("code_width") else ""
-            lines += [f"  - a {t['mode']} run (width {t['width']:g}{code}, beta {t['beta']:g}{extra}) "
-                      f"of {p['steps']:,} steps ({p['wall_s'] / 60:.1f} min) on the same data"]
+            lines += [f"  - a run in {stage_kind(t)} (width {t['width']:g}{code}, "
+                      f"beta {t['beta']:g}{extra}) of {p['steps']:,} steps "
+                      f"({p['wall_s'] / 60:.1f} min) on the same data"]
             total += p["steps"]
-        lines += [f"- Data budget, all stages: {total:,} steps = {total * config['train']['batch_size']:,} "
-                  "images.", ""]
+        images = total * config["train"]["batch_size"]
+        lines += [f"- Data budget, all stages: {total:,} steps = {images:,} images.", ""]
     lines += ["Commands, in order:", "", "```"] + commands + ["```", "",
               "## Config", "", "```json", json.dumps({k: config[k] for k in
                                                       ("model", "train", "latent_layout")},

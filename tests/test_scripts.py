@@ -28,3 +28,37 @@ def test_reconstruction_mse_bad_input():
         r = run(*args)
         assert r.returncode == 1
         assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
+
+
+def test_ship_model_card_names_every_stage(tmp_path):
+    import importlib.util
+
+    import torch
+
+    from test_trainer_data import make_monovariant_data
+    from trainer.train import TrainConfig, train
+    spec = importlib.util.spec_from_file_location("ship_model", SCRIPTS / "ship_model.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+
+    data = make_monovariant_data(tmp_path / "mono64", size=64)
+    tiny = dict(data=str(data), width=0.125, checkpoint_every=2, val_every=2, val_batches=2,
+                quiet=True, verify_data=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(TrainConfig(out=str(tmp_path / "mono"), steps=2, **tiny))
+        train(TrainConfig(out=str(tmp_path / "dec"), steps=3, mode="vae", freeze_encoder=True,
+                          init_from=str(tmp_path / "mono"), **tiny))
+    finally:
+        torch.set_num_threads(threads)
+    text = ship.card("dcign", tmp_path / "dec", None, ["python -m trainer ..."], "",
+                     [tmp_path / "mono"])
+    assert "- Steps: 3 of batch 20 (vae mode, decoder alone (encoder frozen))" in text
+    assert "  - a run in monovariant mode (width 0.125, beta 1, ratio 1:1:1:10" in text
+    assert "- Data budget, all stages: 5 steps = 100 images." in text
+
+    from dcign_eval.report import load_report_models, model_card
+    card = model_card(load_report_models(tmp_path / "dec")[0])
+    assert card["kind"] == "DC-IGN (monovariant training)"
+    assert card["last stage trained"].startswith("the decoder alone, encoder frozen (random")
