@@ -137,6 +137,8 @@ def main() -> None:
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--code-width", type=float, default=None,
                    help="channel multiplier of the maps next to the code (default: --width)")
+    p.add_argument("--decoder-width", type=float, default=None,
+                   help="channel multiplier of the decoder's maps (default: --width)")
     p.add_argument("--batch-size", type=int, nargs="+", default=[20],
                    help="batch sizes to time (20 is the paper's)")
     p.add_argument("--steps", type=int, default=0, help="timed steps (default: 10 CPU, 50 GPU)")
@@ -164,9 +166,12 @@ def main() -> None:
               f"{mm:.0f} GFLOP/s ({mm / peak:.0%} of peak)")
         steps = args.steps or (10 if device.type == "cpu" else 50)
         for size in args.sizes:
-            cfg = ModelConfig(image_size=size, width=args.width, code_width=args.code_width)
+            cfg = ModelConfig(image_size=size, width=args.width, code_width=args.code_width,
+                              decoder_width=args.decoder_width)
             flops = 3 * count_flops(cfg)
-            width = f"{args.width:g}" + (f" (code {args.code_width:g})" if args.code_width else "")
+            parts = [f"{k} {v:g}" for k, v in (("code", args.code_width),
+                                               ("decoder", args.decoder_width)) if v]
+            width = f"{args.width:g}" + (f" ({', '.join(parts)})" if parts else "")
             for batch in args.batch_size:
                 dt = bench_step(cfg, batch, device, steps, args.warmup,
                                 not args.no_channels_last, args.compile)

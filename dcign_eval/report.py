@@ -221,6 +221,14 @@ def _kind(config: dict) -> str:
     return "baseline: VAE" if beta == 1 else f"baseline: beta-VAE (beta {beta:g})"
 
 
+def _own_widths(model_cfg: dict) -> str:
+    """' (code maps 1, decoder 0.5)' for the parts with a width of their own, else ''."""
+    parts = [f"{label} {model_cfg[key]:g}" for key, label in (("code_width", "code maps"),
+                                                             ("decoder_width", "decoder"))
+             if model_cfg.get(key)]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def _duration(seconds: float) -> str:
     if not np.isfinite(seconds):
         return "unknown"
@@ -249,9 +257,7 @@ def model_card(rm: ReportModel) -> dict[str, str]:
         "image size": f"{model_cfg.get('image_size', m.image_size)} px",
         "latents": str(model_cfg.get("latent_dim", "")),
         "latent layout": named or "none named (entangled)",
-        "width": f"{model_cfg.get('width', '')}"
-                 + (f" (code maps {model_cfg['code_width']:g})" if model_cfg.get("code_width")
-                    else ""),
+        "width": f"{model_cfg.get('width', '')}" + _own_widths(model_cfg),
         "parameters": f"{n_params:,}" if n_params is not None else "unknown",
         "steps trained": f"{state.get('step', '?')} of {train.get('steps', '?')} "
                          f"({state.get('status', 'unknown')})",

@@ -49,7 +49,7 @@ def test_ship_model_card_names_every_stage(tmp_path):
     try:
         train(TrainConfig(out=str(tmp_path / "mono"), steps=2, **tiny))
         train(TrainConfig(out=str(tmp_path / "dec"), steps=3, mode="vae", freeze_encoder=True,
-                          init_from=str(tmp_path / "mono"), **tiny))
+                          decoder_width=0.25, init_from=str(tmp_path / "mono"), **tiny))
     finally:
         torch.set_num_threads(threads)
     text = ship.card("dcign", tmp_path / "dec", None, ["python -m trainer ..."], "",
@@ -61,4 +61,5 @@ def test_ship_model_card_names_every_stage(tmp_path):
     from dcign_eval.report import load_report_models, model_card
     card = model_card(load_report_models(tmp_path / "dec")[0])
     assert card["kind"] == "DC-IGN (monovariant training)"
+    assert card["width"] == "0.125 (decoder 0.25)"
     assert card["last stage trained"].startswith("the decoder alone, encoder frozen (random")

@@ -52,6 +52,19 @@ def test_code_width_sets_only_the_maps_next_to_the_code():
         ModelConfig(code_width=0)
 
 
+def test_decoder_width_sets_only_the_decoders_maps():
+    base, wide = DCIGN(ModelConfig(width=0.25)), DCIGN(ModelConfig(width=0.25, decoder_width=0.5))
+    assert wide.config.decoder_channels == (24, 48, 48)
+    assert [wide.decoder[i].out_channels for i in (1, 4, 7, 10)] == [24, 48, 48, 1]
+    assert wide.decoder[1].in_channels == base.decoder[1].in_channels == 6  # the code's maps
+    for name, p in base.state_dict().items():  # the encoder is the same
+        if name.startswith(DCIGN.ENCODER_KEYS):
+            assert wide.state_dict()[name].shape == p.shape
+    assert wide(torch.rand(2, 1, 64, 64))[0].shape == (2, 1, 64, 64)
+    with pytest.raises(DcignError, match="decoder_width"):
+        ModelConfig(decoder_width=-1)
+
+
 @pytest.mark.parametrize("size", [32, 40, 72])
 def test_unsupported_sizes_fail_clearly(size):
     with pytest.raises(DcignError) as e:

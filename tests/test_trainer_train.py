@@ -127,7 +127,7 @@ def test_init_from_a_baseline(data, tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-9)
     with pytest.raises(CheckpointError) as e:
         train(tiny(data, tmp_path / "mono2", width=0.25, init_from=str(tmp_path / "vae")))
-    assert "width" in one_line_error(e)
+    assert "encoder_channels" in one_line_error(e)
     with pytest.raises(CheckpointError) as e:
         train(tiny(data, tmp_path / "mono3", code_width=1, init_from=str(tmp_path / "vae")))
     assert "code_channels" in one_line_error(e)
@@ -152,6 +152,23 @@ def test_freeze_encoder_trains_the_decoder_alone(data, tmp_path):
     with pytest.raises(DcignError) as e:
         train(tiny(data, tmp_path / "fresh", freeze_encoder=True))
     assert "--init-from" in one_line_error(e)
+
+    # a decoder of another width starts afresh under the frozen encoder; the encoder must fit
+    wide = train(tiny(data, tmp_path / "wide", mode="vae", steps=1, freeze_encoder=True,
+                      decoder_width=0.25, init_from=str(tmp_path / "mono")))
+    assert wide.model.decoder[1].out_channels == 12 and wide.model.config.decoder_width == 0.25
+    for k, v in wide.model.state_dict().items():
+        if k.startswith(("encoder", "mu.", "logvar.")):
+            torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    assert train(tiny(data, tmp_path / "wide", mode="vae", steps=2, freeze_encoder=True,
+                      decoder_width=0.25, resume=True)).step == 2
+    with pytest.raises(CheckpointError) as e:  # without the freeze, the decoder must fit
+        train(tiny(data, tmp_path / "wide2", decoder_width=0.25, init_from=str(tmp_path / "mono")))
+    assert "decoder_channels" in one_line_error(e)
+    with pytest.raises(CheckpointError) as e:
+        train(tiny(data, tmp_path / "wide3", freeze_encoder=True, width=0.25, decoder_width=0.125,
+                   init_from=str(tmp_path / "mono")))
+    assert "encoder_channels" in one_line_error(e)
 
 
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(data, tmp_path, monkeypatch):

@@ -187,11 +187,18 @@ def load_checkpoint(run_dir: str | os.PathLike, *, training_state: bool = False,
     return ckpt
 
 
-def load_weights_into(model: torch.nn.Module, ckpt: Checkpoint) -> None:
-    """Copy the checkpoint's weights into ``model``; CheckpointError if they do not fit."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(ckpt.weights))
-    extra = sorted(set(ckpt.weights) - set(own))
+def load_weights_into(model: torch.nn.Module, ckpt: Checkpoint,
+                      only: tuple[str, ...] | None = None) -> None:
+    """Copy the checkpoint's weights into ``model``; CheckpointError if they do not fit.
+
+    ``only``: copy just the weights whose names start with one of these prefixes (e.g. the
+    encoder's), leaving the rest of ``model`` as it is.
+    """
+    def wanted(key: str) -> bool:
+        return only is None or key.startswith(only)
+    own = {k: v for k, v in model.state_dict().items() if wanted(k)}
+    theirs = {k for k in ckpt.weights if wanted(k)}
+    missing, extra = sorted(set(own) - theirs), sorted(theirs - set(own))
     if missing or extra:
         raise CheckpointError(f"{ckpt.path / WEIGHTS} does not fit this model "
                               f"(missing {missing[:3]}, unexpected {extra[:3]})")
@@ -200,7 +207,7 @@ def load_weights_into(model: torch.nn.Module, ckpt: Checkpoint) -> None:
             raise CheckpointError(f"{ckpt.path / WEIGHTS}: {k} has shape "
                                   f"{tuple(ckpt.weights[k].shape)}, the model needs "
                                   f"{tuple(v.shape)}")
-    model.load_state_dict(ckpt.weights)
+    model.load_state_dict({k: ckpt.weights[k] for k in own}, strict=only is None)
 
 
 # -- helpers ---------------------------------------------------------------------------------------

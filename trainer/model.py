@@ -12,6 +12,7 @@ Architecture (the original's ``init_network2_150_mv(200, 96)``, with a width mul
 
 ``code_width`` (default: ``w``) sets the two 24w maps next to the code on its own: at 64x64 they
 are 4x4, so at w = 0.25 the 200 latents are read from and decoded into only 96 numbers.
+``decoder_width`` (default: ``w``) sets the decoder's 48w, 96w, 96w maps on their own.
 
 The decoder must land exactly on the input size. Four x2 upsamplings, each followed by a 7x7 conv
 with padding p, give ``16 * s0 - 15 * (6 - 2p)`` pixels, so (:func:`decoder_plan`):
@@ -63,12 +64,15 @@ class ModelConfig:
     #: the decoder's reshape); None: ``width``. At 64x64 these maps are only 4x4, so at width
     #: 0.25 the code is read from and written to 96 numbers (the paper's 150x150: 5400).
     code_width: float | None = None
+    #: channel multiplier of the decoder's 48-96-96 maps; None: ``width``.
+    decoder_width: float | None = None
 
     def __post_init__(self):
         if self.width <= 0:
             raise DcignError(f"model width must be positive, got {self.width}")
-        if self.code_width is not None and self.code_width <= 0:
-            raise DcignError(f"model code_width must be positive, got {self.code_width}")
+        for key in ("code_width", "decoder_width"):
+            if getattr(self, key) is not None and getattr(self, key) <= 0:
+                raise DcignError(f"model {key} must be positive, got {getattr(self, key)}")
         n_named = len(self.latent_names)
         if self.latent_dim <= n_named:
             raise DcignError(f"latent_dim {self.latent_dim} leaves no intrinsic latents "
@@ -84,8 +88,19 @@ class ModelConfig:
         """Indices of the intrinsic block (identity: shape and texture)."""
         return range(len(self.latent_names), self.latent_dim)
 
-    def channels(self, base: tuple[int, ...]) -> tuple[int, ...]:
-        return tuple(max(1, round(c * self.width)) for c in base)
+    def channels(self, base: tuple[int, ...], width: float | None = None) -> tuple[int, ...]:
+        w = self.width if width is None else width
+        return tuple(max(1, round(c * w)) for c in base)
+
+    @property
+    def encoder_channels(self) -> tuple[int, ...]:
+        """Feature maps of the encoder's first two convs (the third: ``code_channels``)."""
+        return self.channels(ENCODER_CHANNELS[:-1])
+
+    @property
+    def decoder_channels(self) -> tuple[int, ...]:
+        """Feature maps of the decoder's first three convs (the last maps to the image)."""
+        return self.channels(DECODER_CHANNELS, self.decoder_width)
 
     @property
     def code_channels(self) -> int:
@@ -126,8 +141,8 @@ class DCIGN(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        (c1, c2), c3 = config.channels(ENCODER_CHANNELS[:-1]), config.code_channels
-        d1, d2, d3 = config.channels(DECODER_CHANNELS)
+        (c1, c2), c3 = config.encoder_channels, config.code_channels
+        d1, d2, d3 = config.decoder_channels
         k = ENCODER_KERNEL
         self.encoder = nn.Sequential(
             nn.Conv2d(1, c1, k), nn.MaxPool2d(2), nn.ReLU(),
@@ -150,8 +165,11 @@ class DCIGN(nn.Module):
         )
         self._decoder_channels = c3
 
+    #: prefixes of q(z|x)'s weights in the state dict; the rest is the decoder p(x|z)
+    ENCODER_KEYS = ("encoder.", "mu.", "logvar.")
+
     def encoder_modules(self) -> tuple[nn.Module, ...]:
-        """The modules of q(z|x); the rest is the decoder p(x|z)."""
+        """The modules of q(z|x) (their weights: ``ENCODER_KEYS``)."""
         return self.encoder, self.mu, self.logvar
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -83,6 +83,9 @@ class TrainConfig:
     width: float = _knob(1.0, "channel multiplier; 1 is the paper's 96-48-24 encoder")
     code_width: float = _knob(0.0, "channel multiplier of the 24-channel maps next to the code "
                                    "(encoder's last conv, decoder's reshape); 0: --width")
+    decoder_width: float = _knob(0.0, "channel multiplier of the decoder's 48-96-96 maps; "
+                                      "0: --width. With --freeze-encoder and an --init-from "
+                                      "of another decoder width, the decoder starts afresh")
     latent_dim: int = _knob(200, "latents: azimuth, elevation, light, then intrinsic")
     seed: int = _knob(0, "seed for initialisation, batches and noise")
     checkpoint_every: int = _knob(1000, "steps between checkpoints (and one at the end)")
@@ -133,8 +136,8 @@ class TrainConfig:
                 or not all(0 <= b < 1 for b in self.betas):
             bad(f"Adam needs lr > 0, eps > 0 and 2 betas in [0, 1), got {self.lr}, {self.eps}, "
                 f"{list(self.betas)}")
-        if self.beta < 0 or self.invariance_strength < 0 or self.code_width < 0:
-            bad("beta, invariance_strength and code_width must be >= 0")
+        if min(self.beta, self.invariance_strength, self.code_width, self.decoder_width) < 0:
+            bad("beta, invariance_strength, code_width and decoder_width must be >= 0")
         if self.checkpoint_every < 1 or self.val_every < 0 or self.val_batches < 1:
             bad("need checkpoint_every >= 1, val_every >= 0 and val_batches >= 1")
         if self.freeze_encoder and not (self.init_from or self.resume):
@@ -144,8 +147,8 @@ class TrainConfig:
 
 # A resumed run keeps these; the others (paths, lengths, intervals, device) may change.
 FIXED_ON_RESUME = ("mode", "batch_size", "lr", "betas", "eps", "beta", "ratio", "clamp_reference",
-                   "invariance_strength", "invariance_scale", "width", "code_width", "latent_dim",
-                   "freeze_encoder", "seed")
+                   "invariance_strength", "invariance_scale", "width", "code_width", "decoder_width",
+                   "latent_dim", "freeze_encoder", "seed")
 
 
 class NonFiniteLoss(DcignError):
@@ -270,10 +273,14 @@ def check_resumable(cfg: TrainConfig, ckpt: ckpt_io.Checkpoint, train: FaceDatas
                               f"(manifest checksums differ)")
 
 
-def check_fits(ckpt: ckpt_io.Checkpoint, model_cfg: ModelConfig) -> None:
-    """``--init-from``: the checkpoint's network must have this run's shape."""
+ENCODER_SHAPE = ("image_size", "latent_dim", "encoder_channels", "code_channels")
+
+
+def check_fits(ckpt: ckpt_io.Checkpoint, model_cfg: ModelConfig, keys=ENCODER_SHAPE + (
+        "decoder_channels",)) -> None:
+    """``--init-from``: the checkpoint's network must have this run's shape (in ``keys``)."""
     theirs = ckpt.model_config
-    for key in ("image_size", "latent_dim", "width", "code_channels"):
+    for key in keys:
         if getattr(theirs, key) != getattr(model_cfg, key):
             raise CheckpointError(f"{ckpt.path} holds a model with {key}={getattr(theirs, key)}, "
                                   f"this run needs {key}={getattr(model_cfg, key)}")
@@ -352,10 +359,16 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
     else:
         names = dict(DCIGN_LATENTS) if cfg.mode == "monovariant" else {}
     model_cfg = ModelConfig(image_size=train_set.size, latent_dim=cfg.latent_dim, width=cfg.width,
-                            code_width=cfg.code_width or None, latent_names=dict(names))
+                            code_width=cfg.code_width or None,
+                            decoder_width=cfg.decoder_width or None, latent_names=dict(names))
     torch.manual_seed(cfg.seed)
     model = DCIGN(model_cfg)
-    if start_from is not None:
+    fresh_decoder = (resumed is None and start_from is not None and cfg.freeze_encoder
+                     and start_from.model_config.decoder_channels != model_cfg.decoder_channels)
+    if fresh_decoder:  # a frozen encoder under a new decoder of another width
+        check_fits(start_from, model_cfg, ENCODER_SHAPE)
+        ckpt_io.load_weights_into(model, start_from, only=DCIGN.ENCODER_KEYS)
+    elif start_from is not None:
         check_fits(start_from, model_cfg)
         ckpt_io.load_weights_into(model, start_from)
     if cfg.freeze_encoder:
@@ -437,6 +450,9 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
         handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 
     progress = Progress(master and not cfg.quiet, start, cfg.steps)
+    if fresh_decoder:
+        progress.note(f"encoder from {cfg.init_from} (frozen); a new decoder with "
+                      f"{model_cfg.decoder_channels} maps starts from random weights")
     t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
     images_per_s, status, done_steps = 0.0, "finished", start
     try:
