@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from trainer.errors import DcignError
-from trainer.model import DCIGN, ModelConfig, count_flops, decoder_plan, n_params, neg_elbo
+from trainer.model import (DCIGN, ModelConfig, count_flops, decoder_plan, n_params, neg_elbo,
+                           widen_decoder)
 
 
 @pytest.mark.parametrize("size, plan, enc", [(64, (4, 3), 4), (150, (15, 0), 15)])
@@ -83,3 +84,26 @@ def test_neg_elbo_by_hand():
     assert torch.allclose(bce, torch.full((3,), 64 * 64 * math.log(2)))
     assert torch.allclose(kl, torch.tensor([0.0, 5.0, (3 - math.log(4)) / 2]), atol=1e-6)
     assert torch.allclose(nelbo, bce + kl)
+
+
+def test_widen_decoder_computes_the_same_function():
+    torch.manual_seed(0)
+    narrow = DCIGN(ModelConfig(width=0.25, code_width=1))
+    wide = DCIGN(ModelConfig(width=0.25, code_width=1, decoder_width=0.5))
+    x, eps = torch.rand(3, 1, 64, 64), torch.randn(3, 200)
+    widen_decoder(narrow, wide, torch.Generator().manual_seed(1), noise=0.0)
+    with torch.no_grad():
+        same, before = wide(x, eps)[0], narrow(x, eps)[0]
+    torch.testing.assert_close(same, before, rtol=0, atol=1e-5)
+    assert wide.decoder[7].out_channels == 48 and narrow.decoder[7].out_channels == 24
+    widen_decoder(narrow, wide, torch.Generator().manual_seed(1))  # with noise: close, not equal
+    with torch.no_grad():
+        gap = (wide(x, eps)[0] - before).abs().max().item()
+    assert 0 < gap < 0.05 * before.abs().max().item()
+    # the copies differ, so Adam can pull them apart
+    w = wide.decoder[4].weight
+    assert len({tuple(row.flatten().tolist()) for row in w}) == w.shape[0]
+    with pytest.raises(DcignError, match="narrow"):
+        widen_decoder(wide, narrow, torch.Generator())
+    with pytest.raises(DcignError, match="encoder"):
+        widen_decoder(DCIGN(ModelConfig(width=0.5)), wide, torch.Generator())

@@ -162,6 +162,17 @@ def test_freeze_encoder_trains_the_decoder_alone(data, tmp_path):
             torch.testing.assert_close(v, before[k], rtol=0, atol=0)
     assert train(tiny(data, tmp_path / "wide", mode="vae", steps=2, freeze_encoder=True,
                       decoder_width=0.25, resume=True)).step == 2
+    # or widened from the old one: the same reconstructions, before any step
+    widened = train(tiny(data, tmp_path / "widened", mode="vae", steps=0, freeze_encoder=True,
+                         decoder_width=0.25, widen_decoder=True, init_from=str(tmp_path / "mono")))
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        a = widened.model.decode(widened.model.encode(x)[0])
+        b = mono.model.decode(mono.model.encode(x)[0])
+    torch.testing.assert_close(a, b, rtol=0, atol=0.02)
+    with pytest.raises(DcignError) as e:
+        train(tiny(data, tmp_path / "widen0", widen_decoder=True))
+    assert "--init-from" in one_line_error(e)
     with pytest.raises(CheckpointError) as e:  # without the freeze, the decoder must fit
         train(tiny(data, tmp_path / "wide2", decoder_width=0.25, init_from=str(tmp_path / "mono")))
     assert "decoder_channels" in one_line_error(e)

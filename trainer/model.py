@@ -203,6 +203,48 @@ class DCIGN(nn.Module):
         return self.decode_logits(z), mu, logvar
 
 
+@torch.no_grad()
+def widen_decoder(old: DCIGN, new: DCIGN, generator: torch.Generator,
+                  noise: float = 0.01) -> None:
+    """Start ``new`` as ``old`` with a wider decoder (Net2WiderNet, Chen et al. 2016).
+
+    Copies the encoder and the decoder's linear layer; each of the decoder's three hidden convs
+    keeps its old maps and adds copies of randomly chosen ones, and the next conv's weights on a
+    copied map are split between the copies in random proportions, so the network computes the
+    same function. Gaussian noise of ``noise`` times each widened conv's weight sd is added to
+    the copies' incoming weights (copies with identical weights would stay identical under Adam).
+    """
+    def convs(model: DCIGN) -> list[nn.Conv2d]:
+        return [m for m in model.decoder if isinstance(m, nn.Conv2d)]
+    (a, b) = old.config, new.config
+    if (a.image_size, a.latent_dim, a.encoder_channels, a.code_channels) != \
+            (b.image_size, b.latent_dim, b.encoder_channels, b.code_channels):
+        raise DcignError("widen_decoder: the encoder and code of both models must have one shape")
+    if any(m < n for m, n in zip(b.decoder_channels, a.decoder_channels)):
+        raise DcignError(f"widen_decoder: cannot narrow the decoder's maps from "
+                         f"{a.decoder_channels} to {b.decoder_channels}")
+    keep = {k: v for k, v in old.state_dict().items() if not k.startswith("decoder.")}
+    new.load_state_dict({**new.state_dict(), **keep})
+    src, dst = convs(old), convs(new)
+    incoming_from = torch.arange(src[0].in_channels)  # which old map feeds each new input map
+    share = torch.ones(src[0].in_channels)            # and with what share of its weights
+    for i, (s, d) in enumerate(zip(src, dst)):
+        n, m = s.out_channels, d.out_channels
+        out_from = torch.cat([torch.arange(n), torch.randint(n, (m - n,), generator=generator)])
+        w = s.weight[:, incoming_from] * share.view(1, -1, 1, 1)
+        d.weight.copy_(w[out_from] if i < len(src) - 1 else w)
+        d.bias.copy_(s.bias[out_from] if i < len(src) - 1 else s.bias)
+        if i == len(src) - 1:
+            break
+        if m > n:
+            d.weight[n:] += noise * s.weight.std() * torch.randn(
+                d.weight[n:].shape, generator=generator)
+        # random shares of each old map among its copies, summing to one
+        u = torch.rand(m, generator=generator) + 0.5
+        totals = torch.zeros(n).index_add_(0, out_from, u)
+        incoming_from, share = out_from, u / totals[out_from]
+
+
 def neg_elbo(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-image (neg_elbo, bce, kl), each of shape (N,).

@@ -44,7 +44,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from trainer import checkpoint as ckpt_io
 from trainer.errors import CheckpointError, DatasetError, DcignError
 from trainer.faces.datasets import BATCH_TYPES, FaceDataset, load_dataset
-from trainer.model import DCIGN, DCIGN_LATENTS, ModelConfig, neg_elbo
+from trainer.model import DCIGN, DCIGN_LATENTS, ModelConfig, neg_elbo, widen_decoder
 from trainer.monovariant import (CLAMP_REFERENCES, DEFAULT_RATIO, INVARIANCE_SCALES,
                                  ActiveSpread, MonovariantClamp, batch_type_probabilities,
                                  inactive_mask, sample_monovariant_batch)
@@ -86,6 +86,9 @@ class TrainConfig:
     decoder_width: float = _knob(0.0, "channel multiplier of the decoder's 48-96-96 maps; "
                                       "0: --width. With --freeze-encoder and an --init-from "
                                       "of another decoder width, the decoder starts afresh")
+    widen_decoder: bool = _knob(False, "with --init-from a run of a narrower decoder: start from "
+                                       "its decoder widened to --decoder-width so that it "
+                                       "computes the same function (Net2WiderNet), not afresh")
     latent_dim: int = _knob(200, "latents: azimuth, elevation, light, then intrinsic")
     seed: int = _knob(0, "seed for initialisation, batches and noise")
     checkpoint_every: int = _knob(1000, "steps between checkpoints (and one at the end)")
@@ -142,6 +145,8 @@ class TrainConfig:
             bad("need checkpoint_every >= 1, val_every >= 0 and val_batches >= 1")
         if self.freeze_encoder and not (self.init_from or self.resume):
             bad("freeze_encoder needs a trained encoder: give --init-from RUN (or --resume)")
+        if self.widen_decoder and not (self.init_from or self.resume):
+            bad("widen_decoder needs a run to widen: give --init-from RUN")
         batch_type_probabilities(self.ratio)
 
 
@@ -363,11 +368,18 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
                             decoder_width=cfg.decoder_width or None, latent_names=dict(names))
     torch.manual_seed(cfg.seed)
     model = DCIGN(model_cfg)
-    fresh_decoder = (resumed is None and start_from is not None and cfg.freeze_encoder
-                     and start_from.model_config.decoder_channels != model_cfg.decoder_channels)
-    if fresh_decoder:  # a frozen encoder under a new decoder of another width
+    new_decoder = None  # how a decoder of another width than --init-from's starts
+    if resumed is None and start_from is not None and (cfg.freeze_encoder or cfg.widen_decoder) \
+            and start_from.model_config.decoder_channels != model_cfg.decoder_channels:
         check_fits(start_from, model_cfg, ENCODER_SHAPE)
-        ckpt_io.load_weights_into(model, start_from, only=DCIGN.ENCODER_KEYS)
+        if cfg.widen_decoder:
+            narrow = DCIGN(start_from.model_config)
+            ckpt_io.load_weights_into(narrow, start_from)
+            widen_decoder(narrow, model, torch.Generator().manual_seed(cfg.seed))
+            new_decoder = "widened from the old one, computing the same function"
+        else:
+            ckpt_io.load_weights_into(model, start_from, only=DCIGN.ENCODER_KEYS)
+            new_decoder = "from random weights"
     elif start_from is not None:
         check_fits(start_from, model_cfg)
         ckpt_io.load_weights_into(model, start_from)
@@ -450,9 +462,9 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
         handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 
     progress = Progress(master and not cfg.quiet, start, cfg.steps)
-    if fresh_decoder:
-        progress.note(f"encoder from {cfg.init_from} (frozen); a new decoder with "
-                      f"{model_cfg.decoder_channels} maps starts from random weights")
+    if new_decoder:
+        progress.note(f"encoder from {cfg.init_from}; a decoder with "
+                      f"{model_cfg.decoder_channels} maps starts {new_decoder}")
     t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
     images_per_s, status, done_steps = 0.0, "finished", start
     try:
