@@ -46,9 +46,9 @@ def summary(run: Path) -> dict:
 
 
 def stage_kind(train: dict) -> str:
-    """'monovariant mode', or 'vae mode, decoder alone (encoder frozen)', from a train config."""
+    """'monovariant mode', or 'vae mode, decoder alone, encoder frozen', from a train config."""
     kind = f"{train['mode']} mode"
-    return kind + (", decoder alone (encoder frozen)" if train.get("freeze_encoder") else "")
+    return kind + (", decoder alone, encoder frozen" if train.get("freeze_encoder") else "")
 
 
 def card(name: str, run: Path, metrics: pd.DataFrame | None, commands: list[str], notes: str,

@@ -54,7 +54,7 @@ def test_ship_model_card_names_every_stage(tmp_path):
         torch.set_num_threads(threads)
     text = ship.card("dcign", tmp_path / "dec", None, ["python -m trainer ..."], "",
                      [tmp_path / "mono"])
-    assert "- Steps: 3 of batch 20 (vae mode, decoder alone (encoder frozen))" in text
+    assert "- Steps: 3 of batch 20 (vae mode, decoder alone, encoder frozen)" in text
     assert "  - a run in monovariant mode (width 0.125, beta 1, ratio 1:1:1:10" in text
     assert "- Data budget, all stages: 5 steps = 100 images." in text
 
