@@ -46,6 +46,8 @@ DCIGN_LATENTS = {"azimuth": 0, "elevation": 1, "light": 2}
 ENCODER_CHANNELS = (96, 48, 24)
 DECODER_CHANNELS = (48, 96, 96)  # the last conv maps to 1 channel
 ENCODER_KERNEL, DECODER_KERNEL = 5, 7
+#: the ModelConfig fields that fix the encoder's weights and the code between it and the decoder
+ENCODER_SHAPE = ("image_size", "latent_dim", "encoder_channels", "code_channels")
 
 
 @dataclass
@@ -217,8 +219,7 @@ def widen_decoder(old: DCIGN, new: DCIGN, generator: torch.Generator,
     def convs(model: DCIGN) -> list[nn.Conv2d]:
         return [m for m in model.decoder if isinstance(m, nn.Conv2d)]
     (a, b) = old.config, new.config
-    if (a.image_size, a.latent_dim, a.encoder_channels, a.code_channels) != \
-            (b.image_size, b.latent_dim, b.encoder_channels, b.code_channels):
+    if any(getattr(a, k) != getattr(b, k) for k in ENCODER_SHAPE):
         raise DcignError("widen_decoder: the encoder and code of both models must have one shape")
     if any(m < n for m, n in zip(b.decoder_channels, a.decoder_channels)):
         raise DcignError(f"widen_decoder: cannot narrow the decoder's maps from "

@@ -44,7 +44,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from trainer import checkpoint as ckpt_io
 from trainer.errors import CheckpointError, DatasetError, DcignError
 from trainer.faces.datasets import BATCH_TYPES, FaceDataset, load_dataset
-from trainer.model import DCIGN, DCIGN_LATENTS, ModelConfig, neg_elbo, widen_decoder
+from trainer.model import (DCIGN, DCIGN_LATENTS, ENCODER_SHAPE, ModelConfig, neg_elbo,
+                           widen_decoder)
 from trainer.monovariant import (CLAMP_REFERENCES, DEFAULT_RATIO, INVARIANCE_SCALES,
                                  ActiveSpread, MonovariantClamp, batch_type_probabilities,
                                  inactive_mask, sample_monovariant_batch)
@@ -278,11 +279,8 @@ def check_resumable(cfg: TrainConfig, ckpt: ckpt_io.Checkpoint, train: FaceDatas
                               f"(manifest checksums differ)")
 
 
-ENCODER_SHAPE = ("image_size", "latent_dim", "encoder_channels", "code_channels")
-
-
-def check_fits(ckpt: ckpt_io.Checkpoint, model_cfg: ModelConfig, keys=ENCODER_SHAPE + (
-        "decoder_channels",)) -> None:
+def check_fits(ckpt: ckpt_io.Checkpoint, model_cfg: ModelConfig,
+               keys: tuple[str, ...] = ENCODER_SHAPE + ("decoder_channels",)) -> None:
     """``--init-from``: the checkpoint's network must have this run's shape (in ``keys``)."""
     theirs = ckpt.model_config
     for key in keys:
