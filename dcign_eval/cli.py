@@ -189,46 +189,57 @@ def metrics_cmd(
 @app.command("diagnose")
 def diagnose_cmd(
     model: list[str] = typer.Option(["dcign"], "--model", help="Run directory or shipped model "
-                                    "name of a DC-IGN (named latents); repeat for several."),
+                                    "name; repeat for several (e.g. --model dcign --model vae). "
+                                    "Entangled models get the code budget only."),
     out: Path = typer.Option(Path("out/diagnose"), "--out", help="Directory for "
-                             "diagnostics.csv."),
+                             "diagnostics.csv and code_budget.csv."),
     identities: int = typer.Option(10, min=2, help="Held-out identities in the evaluation grid."),
     grid_dir: Path = typer.Option(Path("data"), "--grid-dir", help="Where the evaluation grid is "
                                   "rendered once and reused."),
 ) -> None:
-    """Why each named neuron's Spearman |rho| is what it is (the grid of `dcign-eval metrics`).
+    """Why each named neuron's Spearman |rho| is what it is, and where each code's information goes
+    (the grid of `dcign-eval metrics`).
 
-    Per neuron: the grid-wide |rho|; its mean |rho| inside cells where only its factor changes
-    (precision); the |rho| it would reach with every cell's offset removed; how much its gain
-    (slope on its factor) varies from cell to cell (gain_cv, 0 = alike); the share of its
+    Per named neuron: the grid-wide |rho|; its mean |rho| inside cells where only its factor
+    changes (precision); the |rho| it would reach with every cell's offset removed; how much its
+    gain (slope on its factor) varies from cell to cell (gain_cv, 0 = alike); the share of its
     variance that identity and the other angles explain (eta^2, 0 = invariant); and the spread of
     its means against the encoder's own noise (posterior sd). Writes diagnostics.csv.
+
+    Per model, the code budget: KL(q(z|x) || N(0, I)) in nats per image, the information the code
+    carries, split into each named neuron and the intrinsic block (an entangled model: its whole
+    code), with the latents above 0.1 nat counted as active. Writes code_budget.csv.
     """
     import pandas as pd
 
     from dcign_eval import load_model
-    from dcign_eval.metrics.factor_fit import GRID_FACTORS, neuron_diagnostics
+    from dcign_eval.metrics.factor_fit import GRID_FACTORS, code_budget, neuron_diagnostics
     from trainer.io import atomic_write_text
 
     loaded = {name: load_model(name) for name in model}
-    for name, m in loaded.items():
-        if not m.latent_names:
-            raise DcignError(f"{name} has no named latents (an entangled baseline); diagnose "
-                             f"takes a DC-IGN")
     world = _evaluation_world(loaded, identities, grid_dir, "diagnose")
-    rows = []
+    rows, budget = [], []
     for name, m in loaded.items():
         mu, sd = m.encode_posterior(world.dataset.images)
         for factor, k in m.latent_names.items():
             rows.append({"model": name, "neuron": factor,
                          **neuron_diagnostics(mu[:, k], sd[:, k], world.dataset.factors, factor)})
-    table = pd.DataFrame(rows)
-    table = table[["model", "neuron", "spearman", "within_cell", "offset_free", "gain_cv",
-                   *[f"eta2_{c}" for c in GRID_FACTORS], "code_sd", "posterior_sd"]]
-    path = out / "diagnostics.csv"
-    atomic_write_text(path, table.to_csv(index=False))
-    typer.echo(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))
-    typer.echo(f"wrote {path}")
+        budget += [{"model": name, **r} for r in code_budget(mu, sd, m.latent_names)]
+    written = []
+    if rows:
+        table = pd.DataFrame(rows)
+        table = table[["model", "neuron", "spearman", "within_cell", "offset_free", "gain_cv",
+                       *[f"eta2_{c}" for c in GRID_FACTORS], "code_sd", "posterior_sd"]]
+        written.append(out / "diagnostics.csv")
+        atomic_write_text(written[-1], table.to_csv(index=False))
+        typer.echo(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))
+        typer.echo("")
+    budget = pd.DataFrame(budget)
+    written.append(out / "code_budget.csv")
+    atomic_write_text(written[-1], budget.to_csv(index=False))
+    typer.echo("code budget, KL nats per image:")
+    typer.echo(budget.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    typer.echo(f"wrote {' and '.join(str(p) for p in written)}")
 
 
 @app.command("recognition")

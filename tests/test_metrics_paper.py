@@ -135,7 +135,7 @@ def test_neuron_diagnostics_rejects_bad_input():
         neuron_diagnostics(f.elevation, np.ones(3), f, "elevation")
 
 
-def test_diagnose_command_writes_csv_and_refuses_a_baseline(tmp_path):
+def test_diagnose_command_writes_both_tables_and_a_baseline_gets_its_budget(tmp_path):
     from dcign_eval.cli import app
 
     runs = tiny_runs(tmp_path)
@@ -147,7 +147,35 @@ def test_diagnose_command_writes_csv_and_refuses_a_baseline(tmp_path):
     assert list(df.neuron) == ["azimuth", "elevation", "light"]
     assert df.eta2_azimuth.isna().tolist() == [True, False, False]
     assert (df.posterior_sd > 0).all()
+    budget = pd.read_csv(tmp_path / "d" / "code_budget.csv")
+    assert list(budget.block) == ["azimuth", "elevation", "light", "intrinsic", "total"]
+    assert budget.latents.tolist()[:3] == [1, 1, 1]
+    assert budget.latents.iloc[-1] == budget.latents.iloc[-2] + 3
+    n_latents = budget.latents.iloc[-1]
+    parts = budget.kl_nats[:4].sum()
+    assert budget.kl_nats.iloc[-1] == pytest.approx(parts) and parts > 0
     result = CliRunner().invoke(app, ["diagnose", "--model", str(runs["tiny-vae"]),
                                       "--out", str(tmp_path / "v"), *grid])
-    assert result.exit_code != 0 and "no named latents" in str(result.exception)
-    assert not (tmp_path / "v").exists()
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "v" / "diagnostics.csv").exists()
+    budget = pd.read_csv(tmp_path / "v" / "code_budget.csv")
+    assert list(budget.block) == ["code"] and budget.latents[0] == n_latents
+
+
+def test_code_budget_is_the_gaussian_kl_by_block():
+    from dcign_eval.metrics.factor_fit import code_budget
+
+    rng = np.random.default_rng(0)
+    mu, sd = rng.normal(size=(50, 5)), np.full((50, 5), 1.0)
+    mu[:, 3:] = 0  # two latents at the prior: no information, not active
+    rows = {r["block"]: r for r in code_budget(mu, sd, {"azimuth": 0, "light": 1})}
+    assert rows["azimuth"]["kl_nats"] == pytest.approx(0.5 * np.mean(mu[:, 0] ** 2))
+    assert rows["intrinsic"]["latents"] == 3 and rows["intrinsic"]["active"] == 1
+    assert rows["total"]["kl_nats"] == pytest.approx(0.5 * np.mean((mu ** 2).sum(1)))
+    narrow = code_budget(np.zeros((4, 2)), np.full((4, 2), 0.5), {})
+    assert narrow == [{"block": "code", "latents": 2, "active": 2,
+                       "kl_nats": pytest.approx(2 * (0.5 * (0.25 - 1) - np.log(0.5)))}]
+    with pytest.raises(DcignError, match="positive"):
+        code_budget(np.zeros((2, 2)), np.zeros((2, 2)), {})
+    with pytest.raises(DcignError, match="shape"):
+        code_budget(np.zeros((2, 2)), np.ones((2, 3)), {})

@@ -220,3 +220,35 @@ def neuron_diagnostics(latent, posterior_sd, factors, factor: str) -> dict[str, 
     out["code_sd"] = float(latent.std())
     out["posterior_sd"] = float(sd.mean())
     return out
+
+
+def code_budget(mu, posterior_sd, latent_names: Mapping[str, int],
+                active_nats: float = 0.1) -> list[dict]:
+    """Where a code's information goes: KL(q(z|x) || N(0, I)) per image, by block.
+
+    The KL term of the ELBO bounds what the code carries about an image; split by latents it
+    shows what each part of the code is paid for. Rows, one per named latent, then the rest
+    (``intrinsic`` for a DC-IGN, ``code`` for an entangled model), then ``total`` when there are
+    named latents; each with ``latents`` (count), ``active`` (latents whose mean KL exceeds
+    ``active_nats``) and ``kl_nats`` (mean per image, summed over the block's latents).
+
+    Args:
+        mu, posterior_sd: (N, d) encoder means and standard deviations.
+        latent_names: name -> index of the named latents ({} for an entangled model).
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    sd = np.asarray(posterior_sd, dtype=np.float64)
+    if mu.ndim != 2 or sd.shape != mu.shape or not len(mu):
+        raise DcignError(f"mu and posterior_sd must be one non-empty (N, d) shape, got "
+                         f"{mu.shape} and {sd.shape}")
+    if (sd <= 0).any():
+        raise DcignError("posterior_sd must be positive")
+    kl = (0.5 * (mu ** 2 + sd ** 2 - 1) - np.log(sd)).mean(0)  # per latent, mean over images
+    named = dict(latent_names)
+    rest = [i for i in range(mu.shape[1]) if i not in named.values()]
+    blocks = [(name, [i]) for name, i in named.items()]
+    blocks.append(("intrinsic" if named else "code", rest))
+    if named:
+        blocks.append(("total", list(range(mu.shape[1]))))
+    return [{"block": name, "latents": len(idx), "active": int((kl[idx] > active_nats).sum()),
+             "kl_nats": float(kl[idx].sum())} for name, idx in blocks]
