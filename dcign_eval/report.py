@@ -222,9 +222,10 @@ def _kind(config: dict) -> str:
 
 
 def _own_widths(model_cfg: dict) -> str:
-    """' (code maps 1, decoder 0.5)' for the parts with a width of their own, else ''."""
+    """' (code maps 1, decoder 0.5, hidden units 1024)' for the parts sized on their own."""
     parts = [f"{label} {model_cfg[key]:g}" for key, label in (("code_width", "code maps"),
-                                                             ("decoder_width", "decoder"))
+                                                             ("decoder_width", "decoder"),
+                                                             ("decoder_hidden", "hidden units"))
              if model_cfg.get(key)]
     return f" ({', '.join(parts)})" if parts else ""
 

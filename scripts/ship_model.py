@@ -82,7 +82,8 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, commands: list[str]
                 + (f" ({t['invariance_scale']})"
                    if t.get("invariance_scale", "absolute") != "absolute" else ""))
             code = "".join(f", {label} width {t[key]:g}" for key, label in
-                           (("code_width", "code"), ("decoder_width", "decoder")) if t.get(key))
+                           (("code_width", "code"), ("decoder_width", "decoder"),
+                            ("decoder_hidden", "decoder hidden")) if t.get(key))
             lines += [f"  - a run in {stage_kind(t)} (width {t['width']:g}{code}, "
                       f"beta {t['beta']:g}{extra}) of {p['steps']:,} steps "
                       f"({p['wall_s'] / 60:.1f} min) on the same data"]

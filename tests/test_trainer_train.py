@@ -170,6 +170,12 @@ def test_freeze_encoder_trains_the_decoder_alone(data, tmp_path):
         a = widened.model.decode(widened.model.encode(x)[0])
         b = mono.model.decode(mono.model.encode(x)[0])
     torch.testing.assert_close(a, b, rtol=0, atol=0.02)
+    deeper = train(tiny(data, tmp_path / "deeper", mode="vae", steps=0, freeze_encoder=True,
+                        decoder_hidden=96, widen_decoder=True, init_from=str(tmp_path / "mono")))
+    with torch.no_grad():
+        c = deeper.model.decode(deeper.model.encode(x)[0])
+    torch.testing.assert_close(c, b, rtol=0, atol=1e-5)
+    assert deeper.model.config.decoder_hidden == 96
     with pytest.raises(DcignError) as e:
         train(tiny(data, tmp_path / "widen0", widen_decoder=True))
     assert "--init-from" in one_line_error(e)

@@ -44,8 +44,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from trainer import checkpoint as ckpt_io
 from trainer.errors import CheckpointError, DatasetError, DcignError
 from trainer.faces.datasets import BATCH_TYPES, FaceDataset, load_dataset
-from trainer.model import (DCIGN, DCIGN_LATENTS, ENCODER_SHAPE, ModelConfig, neg_elbo,
-                           widen_decoder)
+from trainer.model import (DCIGN, DCIGN_LATENTS, DECODER_SHAPE, ENCODER_SHAPE, ModelConfig,
+                           neg_elbo, widen_decoder)
 from trainer.monovariant import (CLAMP_REFERENCES, DEFAULT_RATIO, INVARIANCE_SCALES,
                                  ActiveSpread, MonovariantClamp, batch_type_probabilities,
                                  inactive_mask, sample_monovariant_batch)
@@ -87,9 +87,12 @@ class TrainConfig:
     decoder_width: float = _knob(0.0, "channel multiplier of the decoder's 48-96-96 maps; "
                                       "0: --width. With --freeze-encoder and an --init-from "
                                       "of another decoder width, the decoder starts afresh")
-    widen_decoder: bool = _knob(False, "with --init-from a run of a narrower decoder: start from "
-                                       "its decoder widened to --decoder-width so that it "
-                                       "computes the same function (Net2WiderNet), not afresh")
+    decoder_hidden: int = _knob(0, "units of a ReLU layer between the code and the decoder's "
+                                   "linear layer (0: none, the paper's decoder)")
+    widen_decoder: bool = _knob(False, "with --init-from a run of a smaller decoder: start from "
+                                       "its decoder grown to --decoder-width / --decoder-hidden "
+                                       "so that it computes the same function (Net2WiderNet), "
+                                       "not afresh")
     latent_dim: int = _knob(200, "latents: azimuth, elevation, light, then intrinsic")
     seed: int = _knob(0, "seed for initialisation, batches and noise")
     checkpoint_every: int = _knob(1000, "steps between checkpoints (and one at the end)")
@@ -140,8 +143,10 @@ class TrainConfig:
                 or not all(0 <= b < 1 for b in self.betas):
             bad(f"Adam needs lr > 0, eps > 0 and 2 betas in [0, 1), got {self.lr}, {self.eps}, "
                 f"{list(self.betas)}")
-        if min(self.beta, self.invariance_strength, self.code_width, self.decoder_width) < 0:
-            bad("beta, invariance_strength, code_width and decoder_width must be >= 0")
+        if min(self.beta, self.invariance_strength, self.code_width, self.decoder_width,
+               self.decoder_hidden) < 0:
+            bad("beta, invariance_strength, code_width, decoder_width and decoder_hidden must be "
+                ">= 0")
         if self.checkpoint_every < 1 or self.val_every < 0 or self.val_batches < 1:
             bad("need checkpoint_every >= 1, val_every >= 0 and val_batches >= 1")
         if self.freeze_encoder and not (self.init_from or self.resume):
@@ -154,7 +159,7 @@ class TrainConfig:
 # A resumed run keeps these; the others (paths, lengths, intervals, device) may change.
 FIXED_ON_RESUME = ("mode", "batch_size", "lr", "betas", "eps", "beta", "ratio", "clamp_reference",
                    "invariance_strength", "invariance_scale", "width", "code_width", "decoder_width",
-                   "latent_dim", "freeze_encoder", "seed")
+                   "decoder_hidden", "latent_dim", "freeze_encoder", "seed")
 
 
 class NonFiniteLoss(DcignError):
@@ -280,7 +285,7 @@ def check_resumable(cfg: TrainConfig, ckpt: ckpt_io.Checkpoint, train: FaceDatas
 
 
 def check_fits(ckpt: ckpt_io.Checkpoint, model_cfg: ModelConfig,
-               keys: tuple[str, ...] = ENCODER_SHAPE + ("decoder_channels",)) -> None:
+               keys: tuple[str, ...] = ENCODER_SHAPE + DECODER_SHAPE) -> None:
     """``--init-from``: the checkpoint's network must have this run's shape (in ``keys``)."""
     theirs = ckpt.model_config
     for key in keys:
@@ -363,12 +368,14 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
         names = dict(DCIGN_LATENTS) if cfg.mode == "monovariant" else {}
     model_cfg = ModelConfig(image_size=train_set.size, latent_dim=cfg.latent_dim, width=cfg.width,
                             code_width=cfg.code_width or None,
-                            decoder_width=cfg.decoder_width or None, latent_names=dict(names))
+                            decoder_width=cfg.decoder_width or None,
+                            decoder_hidden=cfg.decoder_hidden, latent_names=dict(names))
     torch.manual_seed(cfg.seed)
     model = DCIGN(model_cfg)
     new_decoder = None  # how a decoder of another width than --init-from's starts
     if resumed is None and start_from is not None and (cfg.freeze_encoder or cfg.widen_decoder) \
-            and start_from.model_config.decoder_channels != model_cfg.decoder_channels:
+            and any(getattr(start_from.model_config, k) != getattr(model_cfg, k)
+                    for k in DECODER_SHAPE):
         check_fits(start_from, model_cfg, ENCODER_SHAPE)
         if cfg.widen_decoder:
             narrow = DCIGN(start_from.model_config)
@@ -461,8 +468,9 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
 
     progress = Progress(master and not cfg.quiet, start, cfg.steps)
     if new_decoder:
+        hidden = f", a hidden layer of {cfg.decoder_hidden}" if cfg.decoder_hidden else ""
         progress.note(f"encoder from {cfg.init_from}; a decoder with "
-                      f"{model_cfg.decoder_channels} maps starts {new_decoder}")
+                      f"{model_cfg.decoder_channels} maps{hidden} starts {new_decoder}")
     t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
     images_per_s, status, done_steps = 0.0, "finished", start
     try:
