@@ -381,7 +381,7 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
             narrow = DCIGN(start_from.model_config)
             ckpt_io.load_weights_into(narrow, start_from)
             widen_decoder(narrow, model, torch.Generator().manual_seed(cfg.seed))
-            new_decoder = "widened from the old one, computing the same function"
+            new_decoder = "grown from the old one, computing the same function"
         else:
             ckpt_io.load_weights_into(model, start_from, only=DCIGN.ENCODER_KEYS)
             new_decoder = "from random weights"
