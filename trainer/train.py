@@ -372,7 +372,7 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
                             decoder_hidden=cfg.decoder_hidden, latent_names=dict(names))
     torch.manual_seed(cfg.seed)
     model = DCIGN(model_cfg)
-    new_decoder = None  # how a decoder of another width than --init-from's starts
+    new_decoder = None  # how a decoder of another shape than --init-from's starts
     if resumed is None and start_from is not None and (cfg.freeze_encoder or cfg.widen_decoder) \
             and any(getattr(start_from.model_config, k) != getattr(model_cfg, k)
                     for k in DECODER_SHAPE):
