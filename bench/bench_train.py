@@ -32,7 +32,7 @@ import time
 import numpy as np
 import torch
 
-from trainer.model import DCIGN, ModelConfig, count_flops
+from trainer.model import DCIGN, ModelConfig, count_flops, describe_own_sizes
 from trainer.monovariant import MonovariantClamp, inactive_mask
 from trainer.train import forward_backward, to_batch
 
@@ -169,9 +169,8 @@ def main() -> None:
             cfg = ModelConfig(image_size=size, width=args.width, code_width=args.code_width,
                               decoder_width=args.decoder_width)
             flops = 3 * count_flops(cfg)
-            parts = [f"{k} {v:g}" for k, v in (("code", args.code_width),
-                                               ("decoder", args.decoder_width)) if v]
-            width = f"{args.width:g}" + (f" ({', '.join(parts)})" if parts else "")
+            own = describe_own_sizes(vars(args))
+            width = f"{args.width:g}" + (f" ({own})" if own else "")
             for batch in args.batch_size:
                 dt = bench_step(cfg, batch, device, steps, args.warmup,
                                 not args.no_channels_last, args.compile)

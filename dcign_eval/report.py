@@ -221,15 +221,6 @@ def _kind(config: dict) -> str:
     return "baseline: VAE" if beta == 1 else f"baseline: beta-VAE (beta {beta:g})"
 
 
-def _own_widths(model_cfg: dict) -> str:
-    """' (code maps 1, decoder 0.5, hidden units 1024)' for the parts sized on their own."""
-    parts = [f"{label} {model_cfg[key]:g}" for key, label in (("code_width", "code maps"),
-                                                             ("decoder_width", "decoder"),
-                                                             ("decoder_hidden", "hidden units"))
-             if model_cfg.get(key)]
-    return f" ({', '.join(parts)})" if parts else ""
-
-
 def _duration(seconds: float) -> str:
     if not np.isfinite(seconds):
         return "unknown"
@@ -251,6 +242,9 @@ def model_card(rm: ReportModel) -> dict[str, str]:
     named = ", ".join(f"{k} = z{v}" for k, v in layout.items() if k != "intrinsic")
     if "intrinsic" in layout:
         named += f"; intrinsic = z{layout['intrinsic'][0]}..z{layout['intrinsic'][1]}"
+    from trainer.model import describe_own_sizes  # torch, only once a model is loaded
+
+    own = describe_own_sizes(model_cfg)
     card = {
         "model": rm.source,
         "role": "DC-IGN" if rm.role == "dcign" else "entangled baseline",
@@ -258,7 +252,7 @@ def model_card(rm: ReportModel) -> dict[str, str]:
         "image size": f"{model_cfg.get('image_size', m.image_size)} px",
         "latents": str(model_cfg.get("latent_dim", "")),
         "latent layout": named or "none named (entangled)",
-        "width": f"{model_cfg.get('width', '')}" + _own_widths(model_cfg),
+        "width": f"{model_cfg.get('width', '')}" + (f" ({own})" if own else ""),
         "parameters": f"{n_params:,}" if n_params is not None else "unknown",
         "steps trained": f"{state.get('step', '?')} of {train.get('steps', '?')} "
                          f"({state.get('status', 'unknown')})",

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from trainer.checkpoint import load_checkpoint
+from trainer.model import describe_own_sizes
 
 SHIPPED = Path(__file__).resolve().parents[1] / "dcign_eval" / "models"
 FILES = ("model.safetensors", "config.json", "state.json", "history.csv")
@@ -81,9 +82,8 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, commands: list[str]
                 f"{t['invariance_strength']:g}"
                 + (f" ({t['invariance_scale']})"
                    if t.get("invariance_scale", "absolute") != "absolute" else ""))
-            code = "".join(f", {label} width {t[key]:g}" for key, label in
-                           (("code_width", "code"), ("decoder_width", "decoder"),
-                            ("decoder_hidden", "decoder hidden")) if t.get(key))
+            own = describe_own_sizes(t)
+            code = f", {own}" if own else ""
             lines += [f"  - a run in {stage_kind(t)} (width {t['width']:g}{code}, "
                       f"beta {t['beta']:g}{extra}) of {p['steps']:,} steps "
                       f"({p['wall_s'] / 60:.1f} min) on the same data"]

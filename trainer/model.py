@@ -36,6 +36,7 @@ original's sigmoid followed by BCE).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Mapping
 
 import torch
 import torch.nn as nn
@@ -52,6 +53,14 @@ ENCODER_KERNEL, DECODER_KERNEL = 5, 7
 ENCODER_SHAPE = ("image_size", "latent_dim", "encoder_channels", "code_channels")
 #: and those that fix the decoder's beyond the code
 DECODER_SHAPE = ("decoder_channels", "decoder_hidden")
+#: config fields that size a part of the network on its own (not by ``width``), and their labels
+OWN_SIZES = (("code_width", "code maps"), ("decoder_width", "decoder"),
+             ("decoder_hidden", "hidden units"))
+
+
+def describe_own_sizes(config: Mapping) -> str:
+    """'code maps 1, decoder 0.5' for the parts a model or train config sizes on its own."""
+    return ", ".join(f"{label} {config[key]:g}" for key, label in OWN_SIZES if config.get(key))
 
 
 @dataclass
