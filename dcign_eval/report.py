@@ -2,7 +2,8 @@
 
 Kulkarni et al., "Deep Convolutional Inverse Graphics Network", NIPS 2015,
 https://arxiv.org/abs/1503.03167. The page gathers the analyses of a DC-IGN and its entangled
-baseline: model cards (config, training curve, data set), reconstructions of held-out faces, a
+baseline: model cards (config, training curve, data set), reconstructions of held-out faces and
+their lineup (:mod:`dcign_eval.lineup`: is each one nearest its own identity?), a
 traversal movie of each named neuron beside the true renders with the re-rendering fidelity plot,
 inferred-versus-true scatter plots of azimuth, elevation and light (the paper's figure) with
 Spearman rho, the disentanglement metrics with the time each took, the invariant recognition
@@ -48,6 +49,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from dcign_eval.lineup import lineup, lineup_table, plot_lineup
 from trainer.errors import DatasetError, DcignError
 from trainer.io import atomic_write_bytes, atomic_write_json, atomic_write_text, default_mode
 
@@ -86,6 +88,7 @@ class ReportSettings:
         calibration_identities: held-out identities of the traverse calibration.
         fidelity_identities: held-out faces per target angle in the re-rendering fidelity.
         reconstruction_faces: held-out faces shown reconstructed.
+        lineup_faces: held-out faces (and identities) of the reconstruction lineup.
         scatter_points: points drawn per panel of the scatter plots (rho uses them all).
     """
 
@@ -107,6 +110,7 @@ class ReportSettings:
     calibration_identities: int = 4
     fidelity_identities: int = 4
     reconstruction_faces: int = 8
+    lineup_faces: int = 64
     scatter_points: int = 3000
 
     def to_dict(self) -> dict:
@@ -126,7 +130,8 @@ PRESETS: dict[str, ReportSettings] = {
                            probes_per_azimuth=2, pca_components=5, pca_identities=20,
                            pca_images=20, classifiers=("1nn-cosine",), traverse_faces=1,
                            traverse_frames=5, fps=5.0, calibration_identities=1,
-                           fidelity_identities=1, reconstruction_faces=3, scatter_points=500),
+                           fidelity_identities=1, reconstruction_faces=3, lineup_faces=4,
+                           scatter_points=500),
 }
 
 
@@ -1076,6 +1081,15 @@ def _build_sections(models: list[ReportModel], root: Path, seed: int, settings: 
         ctx["reconstructions"] = {"src": "figures/reconstructions.png",
                                   "table": html_table(rec_table, digits={"MSE": 4}),
                                   "csv": table_csv(rec.faces, "reconstructions")}
+        result = lineup(reconstructions(models, held_out_faces(settings.lineup_faces, seed)))
+        _save_figure(plot_lineup(result), figures / "lineup.png")
+        ranks = result.faces.assign(**{f"rank:{label}": result.ranks(label)
+                                       for label in result.distances})
+        ctx["lineup"] = {"faces": settings.lineup_faces, "src": "figures/lineup.png",
+                         "table": html_table(lineup_table(result),
+                                             digits={"MSE to own face": 4,
+                                                     "nearest other (true renders)": 4}),
+                         "csv": table_csv(ranks, "lineup")}
 
     # 3. traversal movies of each named neuron beside the true renders; re-rendering fidelity
     with sections("traversals and re-rendering fidelity"):

@@ -1,9 +1,11 @@
 #!/usr/bin/env python
-"""Reconstruction MSE and SSIM of several models on the same held-out faces.
+"""Reconstruction MSE and SSIM, and the lineup, of several models on the same held-out faces.
 
 `dcign-eval report` shows 8 faces; comparing checkpoints wants more. Each model encodes (to mu)
 and decodes faces of identities never seen in training, at random angles, exactly as the report's
-reconstruction sheet does (`dcign_eval.report.reconstructions`).
+reconstruction sheet does (`dcign_eval.report.reconstructions`); then every reconstruction is
+ranked against all the faces' identities rendered at its pose and light (`dcign_eval.lineup`,
+the report's lineup: with the default 64 faces and seed 0, the same faces).
 
     python scripts/reconstruction_mse.py dcign vae runs/snaps/cw1-s4-4000 --faces 64
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 
+from dcign_eval.lineup import lineup, lineup_table
 from dcign_eval.models import load_model
 from dcign_eval.report import ReportModel, held_out_faces, reconstruction_table, reconstructions
 from trainer.errors import DcignError
@@ -27,10 +30,16 @@ def main() -> None:
     try:
         faces = held_out_faces(args.faces, random_state=args.seed)
         models = [ReportModel("dcign", name, name, load_model(name)) for name in args.models]
-        table = reconstruction_table(reconstructions(models, faces))
+        rec = reconstructions(models, faces)
+        table = reconstruction_table(rec)
+        identified = lineup_table(lineup(rec)) if len(faces) > 1 else None
     except DcignError as e:
         raise SystemExit(f"error: {e}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if identified is not None:
+        print()
+        print(identified.drop(columns="chance").to_string(index=False,
+                                                          float_format=lambda v: f"{v:.4f}"))
 
 
 if __name__ == "__main__":

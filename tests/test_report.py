@@ -142,6 +142,7 @@ def test_page_has_every_section_and_provenance(demo):
     folder = demo["result"].report.parent
     page = (folder / "index.html").read_text()
     for heading in ("Model cards", "Training curve", "Data set", "Reconstructions of held-out",
+                    "Lineup: recognisable as the same face?",
                     "Latent traversals", "Re-rendering fidelity", "Inferred versus true",
                     "Disentanglement metrics", "Invariant face recognition", "Provenance",
                     "Time per section"):
@@ -304,6 +305,32 @@ def test_held_out_faces_are_seeded_and_never_training_identities():
     assert a["identity"].is_unique
     with pytest.raises(DcignError):
         rp.held_out_faces(0)
+
+
+def test_lineup_identifies_true_renders_and_not_strangers():
+    from dcign_eval.lineup import lineup, lineup_table, plot_lineup
+    from trainer.faces import render_faces
+
+    faces = rp.held_out_faces(5, 2)
+    n = len(faces)
+    truth = render_faces(faces["identity"], faces["azimuth"], faces["elevation"],
+                         faces["light"]).astype(np.float32) / 255
+    # "stranger": each face drawn as the next face's identity, at its own pose and light
+    stranger = render_faces(np.roll(faces["identity"], -1), faces["azimuth"], faces["elevation"],
+                            faces["light"]).astype(np.float32) / 255
+    rec = rp.Reconstructions(faces, truth, {"exact": truth.copy(), "stranger": stranger})
+    result = lineup(rec)
+    assert result.candidates.shape == (n, n, 64, 64)
+    np.testing.assert_array_equal(result.ranks("exact"), np.zeros(n))
+    assert (result.ranks("stranger") >= 1).all()
+    table = lineup_table(result).set_index("model")
+    assert table.loc["exact", "identified"] == 1.0 and table.loc["stranger", "identified"] == 0.0
+    assert table.loc["exact", "MSE to own face"] == 0.0 and table["chance"].eq(1 / n).all()
+    assert (result.nearest_other() > 0).all()
+    assert len(plot_lineup(result, faces=2, nearest=3).axes) == 2 * 2 * 4
+    twice = rp.Reconstructions(pd.concat([faces, faces[:1]]), truth, {})
+    with pytest.raises(DcignError, match="distinct identities"):
+        lineup(twice)
 
 
 def test_recognition_accuracy_is_a_feature_by_classifier_table():

@@ -15,12 +15,19 @@ def run(*args):
 def test_reconstruction_mse_table():
     r = run("vae", "dcign", "--faces", "3")
     assert r.returncode == 0, r.stderr
-    header, *rows = r.stdout.strip().splitlines()
+    first, second = r.stdout.strip().split("\n\n")
+    header, *rows = first.splitlines()
     assert header.split() == ["model", "faces", "MSE", "SSIM"]
     assert [row.split()[:2] for row in rows] == [["vae", "3"], ["dcign", "3"]]
     for row in rows:
         mse, ssim = map(float, row.split()[2:])
         assert 0 < mse < 0.05 and 0 < ssim <= 1
+    header, *rows = second.splitlines()
+    assert header.split()[:4] == ["model", "lineup", "identified", "in"]
+    for row, own in zip(rows, [row.split()[2] for row in first.splitlines()[1:]]):
+        model, n, identified = row.split()[:3]
+        assert n == "3" and 0 <= float(identified) <= 1
+        assert row.split()[-2] == own  # the lineup's distance to its own face is the sheet's MSE
 
 
 def test_reconstruction_mse_bad_input():

@@ -1,0 +1,127 @@
+"""Are reconstructions recognisable as the same face? A lineup test.
+
+A reconstruction can be blurred and still unmistakably one person's. The lineup asks it of every
+held-out face: render *every* identity of the lineup at that face's azimuth, elevation and light,
+and rank the candidates by their mean squared distance to the model's reconstruction. The face is
+*identified* when its own identity comes first. Pose and light are the same for every candidate,
+so only the identity can tell them apart; with n identities, guessing identifies 1/n.
+
+The true renders themselves set the scale: ``nearest other`` is the median, over faces, of the
+distance from a face's true render to the nearest *other* identity of the lineup at the same
+pose and light. A reconstruction farther from its own face than that is closer to a stranger.
+
+    rec = reconstructions(models, held_out_faces(64))     # dcign_eval.report
+    result = lineup(rec)
+    lineup_table(result)                                   # identified, top 5, mean rank, chance
+    plot_lineup(result)                                    # a few faces and their nearest candidates
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from trainer.errors import DcignError
+
+
+@dataclass
+class Lineup:
+    """The lineup of a :class:`~dcign_eval.report.Reconstructions`.
+
+    Attributes:
+        faces: the held-out faces (identity, azimuth, elevation, light), one per lineup slot.
+        candidates: (n, n, S, S) float32 in [0, 1]: ``candidates[i, j]`` is identity j rendered at
+            face i's pose and light (so ``candidates[i, i]`` is face i's true render).
+        distances: model label -> (n, n) mean squared distance of face i's reconstruction to
+            candidate j.
+        decoded: model label -> (n, S, S) reconstructions.
+    """
+
+    faces: pd.DataFrame
+    candidates: np.ndarray
+    distances: dict[str, np.ndarray]
+    decoded: dict[str, np.ndarray]
+
+    def ranks(self, label: str) -> np.ndarray:
+        """Per face, how many other identities are nearer to its reconstruction (0: identified)."""
+        d = self.distances[label]
+        return (d < np.diag(d)[:, None]).sum(1)
+
+    def nearest_other(self) -> np.ndarray:
+        """Per face, the distance of its true render to the nearest other identity."""
+        own = self.candidates[np.arange(len(self.faces)), np.arange(len(self.faces))]
+        d = ((self.candidates - own[:, None]) ** 2).mean((2, 3))
+        np.fill_diagonal(d, np.inf)
+        return d.min(1)
+
+
+def lineup(rec) -> Lineup:
+    """Render the lineup of ``rec`` (a :class:`~dcign_eval.report.Reconstructions`) and score it.
+
+    Its faces must be of distinct identities; every one is a candidate for every other.
+    """
+    from trainer.faces import render_faces
+
+    faces = rec.faces[["identity", "azimuth", "elevation", "light"]].reset_index(drop=True)
+    ids = faces["identity"].to_numpy()
+    n = len(ids)
+    if n < 2 or len(np.unique(ids)) != n:
+        raise DcignError(f"a lineup needs at least 2 faces of distinct identities, got {n} faces "
+                         f"of {len(np.unique(ids))} identities")
+    size = rec.truth.shape[-1]
+    pose = {k: np.repeat(faces[k].to_numpy(), n) for k in ("azimuth", "elevation", "light")}
+    candidates = render_faces(np.tile(ids, n), pose["azimuth"], pose["elevation"],
+                              pose["light"], size=size)
+    candidates = candidates.reshape(n, n, size, size).astype(np.float32) / 255
+    distances = {label: ((candidates - images[:, None]) ** 2).mean((2, 3))
+                 for label, images in rec.decoded.items()}
+    return Lineup(faces, candidates, distances, dict(rec.decoded))
+
+
+def lineup_table(result: Lineup) -> pd.DataFrame:
+    """Per model: the share of faces identified (first of n), in the first 5, the mean rank
+    (0 best), and the reconstruction's mean distance to its own face beside the true renders'
+    median distance to the nearest other identity."""
+    n = len(result.faces)
+    rows = []
+    for label in result.distances:
+        ranks = result.ranks(label)
+        rows.append({"model": label, "lineup": n, "identified": float((ranks == 0).mean()),
+                     "in top 5": float((ranks < 5).mean()), "mean rank": float(ranks.mean()),
+                     "chance": 1.0 / n,
+                     "MSE to own face": float(np.diag(result.distances[label]).mean()),
+                     "nearest other (true renders)": float(np.median(result.nearest_other()))})
+    return pd.DataFrame(rows)
+
+
+def plot_lineup(result: Lineup, faces: int = 4, nearest: int = 5):
+    """Rows: a face per model; columns: its reconstruction, then the lineup's ``nearest``
+    candidates, nearest first, the true identity framed in green (a stranger in grey)."""
+    from matplotlib.figure import Figure
+
+    faces = min(faces, len(result.faces))
+    nearest = min(nearest, len(result.faces))
+    rows = [(label, i) for i in range(faces) for label in result.distances]
+    fig = Figure(figsize=(1.2 * (nearest + 1) + 0.4, 1.3 * len(rows) + 0.3),
+                 layout="constrained")
+    axes = fig.subplots(len(rows), nearest + 1, squeeze=False)
+    for r, (label, i) in enumerate(rows):
+        order = np.argsort(result.distances[label][i], kind="stable")[:nearest]
+        panels = [(result.decoded[label][i], f"{label}\nface {i + 1}", None)]
+        panels += [(result.candidates[i, j], f"{k + 1}. id {result.faces['identity'][j]}",
+                    "tab:green" if j == i else "0.6") for k, j in enumerate(order)]
+        for c, (image, title, frame) in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title, fontsize=7)
+            if frame is not None:
+                for spine in ax.spines.values():
+                    spine.set_edgecolor(frame)
+                    spine.set_linewidth(3 if frame == "tab:green" else 1)
+    fig.suptitle("Lineup: each reconstruction and the nearest identities rendered at its pose and "
+                 "light (green: the true one)", fontsize=9)
+    return fig
