@@ -16,6 +16,7 @@ from dcign_eval import load_model
 from test_trainer_data import make_monovariant_data
 from trainer.__main__ import main as trainer_main
 from trainer.checkpoint import load_checkpoint
+from trainer.faces.datasets import BATCH_TYPES
 from trainer.errors import CheckpointError, DatasetError, DcignError
 from trainer.train import NonFiniteLoss, TrainConfig, train
 
@@ -186,6 +187,44 @@ def test_freeze_encoder_trains_the_decoder_alone(data, tmp_path):
         train(tiny(data, tmp_path / "wide3", freeze_encoder=True, width=0.25, decoder_width=0.125,
                    init_from=str(tmp_path / "mono")))
     assert "encoder_channels" in one_line_error(e)
+
+
+def test_unclamped_share_mixes_in_unclamped_batches(data, tmp_path):
+    def types(run):
+        return [h["batch_type"] for h in run.history if h["split"] == "train"]
+
+    plain = types(train(tiny(data, tmp_path / "plain", steps=12, val_every=0)))
+    half = types(train(tiny(data, tmp_path / "half", steps=12, val_every=0, unclamped_share=0.5)))
+    every = types(train(tiny(data, tmp_path / "all", steps=3, val_every=0, unclamped_share=1)))
+    assert "MIXED" not in plain and every == ["MIXED"] * 3
+    assert 0 < half.count("MIXED") < 12 and set(half) - {"MIXED"} <= set(BATCH_TYPES)
+    with pytest.raises(DcignError) as e:
+        train(tiny(data, tmp_path / "vae", mode="vae", unclamped_share=0.5))
+    assert "unclamped_share" in one_line_error(e)
+    with pytest.raises(CheckpointError) as e:  # a resume keeps it
+        train(tiny(data, tmp_path / "half", steps=13, resume=True))
+    assert "unclamped_share" in one_line_error(e)
+
+
+def test_decoder_noise_scales_the_sampling_noise(data, tmp_path, monkeypatch):
+    real, seen = train_mod.forward_backward, []
+
+    def spy(fwd, x, eps, *args):
+        seen.append(eps.abs().max().item())
+        return real(fwd, x, eps, *args)
+
+    monkeypatch.setattr(train_mod, "forward_backward", spy)
+    train(tiny(data, tmp_path / "mono", steps=2, val_every=0))
+    train(tiny(data, tmp_path / "dec", mode="vae", steps=2, val_every=0, freeze_encoder=True,
+               decoder_noise=0, init_from=str(tmp_path / "mono")))
+    assert min(seen[:2]) > 0 and seen[2:] == [0.0, 0.0]
+    with pytest.raises(CheckpointError) as e:  # a resume keeps it
+        train(tiny(data, tmp_path / "dec", mode="vae", steps=3, freeze_encoder=True,
+                   resume=True))
+    assert "decoder_noise" in one_line_error(e)
+    with pytest.raises(DcignError) as e:
+        train(tiny(data, tmp_path / "bad", decoder_noise=1.5))
+    assert "decoder_noise" in one_line_error(e)
 
 
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(data, tmp_path, monkeypatch):

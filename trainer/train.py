@@ -103,6 +103,14 @@ class TrainConfig:
     freeze_encoder: bool = _knob(False, "train the decoder alone: the encoder, and so what every "
                                         "latent measures, stays as --init-from left it (its "
                                         "latent names are kept, whatever the mode)")
+    unclamped_share: float = _knob(0.0, "monovariant: share of steps on a random batch of the "
+                                        "whole set with nothing clamped, as the baseline trains, "
+                                        "so every latent keeps feeding the decoder (not in the "
+                                        "paper)")
+    decoder_noise: float = _knob(1.0, "scale of the sampling noise the decoder sees in training: "
+                                      "1 the ELBO's z = mu + sigma * eps; 0 the encoder's means, "
+                                      "which reconstructions and traversals decode (a sharper "
+                                      "decoder for them; meant with --freeze-encoder)")
     resume: bool = _knob(False, "continue the run in --out from its last checkpoint")
     compile: bool = _knob(False, "torch.compile the model")
     device: str = _knob("auto", "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
@@ -147,6 +155,13 @@ class TrainConfig:
                self.decoder_hidden) < 0:
             bad("beta, invariance_strength, code_width, decoder_width and decoder_hidden must be "
                 ">= 0")
+        if not 0 <= self.unclamped_share <= 1:
+            bad(f"unclamped_share must be in [0, 1], got {self.unclamped_share}")
+        if self.unclamped_share and self.mode != "monovariant":
+            bad("unclamped_share is a share of monovariant training; in vae mode nothing is "
+                "clamped")
+        if not 0 <= self.decoder_noise <= 1:
+            bad(f"decoder_noise must be in [0, 1], got {self.decoder_noise}")
         if self.checkpoint_every < 1 or self.val_every < 0 or self.val_batches < 1:
             bad("need checkpoint_every >= 1, val_every >= 0 and val_batches >= 1")
         if self.freeze_encoder and not (self.init_from or self.resume):
@@ -159,7 +174,8 @@ class TrainConfig:
 # A resumed run keeps these; the others (paths, lengths, intervals, device) may change.
 FIXED_ON_RESUME = ("mode", "batch_size", "lr", "betas", "eps", "beta", "ratio", "clamp_reference",
                    "invariance_strength", "invariance_scale", "width", "code_width", "decoder_width",
-                   "decoder_hidden", "latent_dim", "freeze_encoder", "seed")
+                   "decoder_hidden", "latent_dim", "freeze_encoder", "unclamped_share",
+                   "decoder_noise", "seed")
 
 
 class NonFiniteLoss(DcignError):
@@ -477,7 +493,9 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
         for step in range(start, cfg.steps):
             t_step = time.perf_counter()
             rng = np.random.default_rng([cfg.seed, rank, step])
-            if monovariant:
+            # (a share of 0 draws nothing, so runs without it keep their batch sequence)
+            unclamped = cfg.unclamped_share > 0 and rng.random() < cfg.unclamped_share
+            if monovariant and not unclamped:
                 batch_type, rows = sample_monovariant_batch(train_batches, probabilities, rng)
                 clamp = clamps[batch_type]
             else:
@@ -485,7 +503,8 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
                 rows = rng.choice(len(train_set), size=cfg.batch_size, replace=False)
             x = to_batch(train_set.images, rows, device)
             noise = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
-            eps = torch.randn(len(rows), cfg.latent_dim, generator=noise).to(device)
+            eps = cfg.decoder_noise * torch.randn(len(rows), cfg.latent_dim,
+                                                  generator=noise).to(device)
 
             optimizer.zero_grad(set_to_none=True)
             stats = forward_backward(fwd, x, eps, clamp, cfg.beta, autocast).cpu()
