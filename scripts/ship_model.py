@@ -49,7 +49,12 @@ def summary(run: Path) -> dict:
 def stage_kind(train: dict) -> str:
     """'monovariant mode', or 'vae mode, decoder alone, encoder frozen', from a train config."""
     kind = f"{train['mode']} mode"
-    return kind + (", decoder alone, encoder frozen" if train.get("freeze_encoder") else "")
+    if train.get("freeze_encoder"):
+        kind += ", decoder alone, encoder frozen"
+    if train.get("decoder_noise", 1.0) != 1.0:
+        kind += (", decoded from the means" if train["decoder_noise"] == 0 else
+                 f", sampling noise x{train['decoder_noise']:g}")
+    return kind
 
 
 def card(name: str, run: Path, metrics: pd.DataFrame | None, commands: list[str], notes: str,
@@ -81,7 +86,9 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, commands: list[str]
                 f", ratio {':'.join(f'{r:g}' for r in t['ratio'])}, invariance strength "
                 f"{t['invariance_strength']:g}"
                 + (f" ({t['invariance_scale']})"
-                   if t.get("invariance_scale", "absolute") != "absolute" else ""))
+                   if t.get("invariance_scale", "absolute") != "absolute" else "")
+                + (f", unclamped share {t['unclamped_share']:g}"
+                   if t.get("unclamped_share") else ""))
             own = describe_own_sizes(t)
             code = f", {own}" if own else ""
             lines += [f"  - a run in {stage_kind(t)} (width {t['width']:g}{code}, "
