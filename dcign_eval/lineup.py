@@ -125,3 +125,77 @@ def plot_lineup(result: Lineup, faces: int = 4, nearest: int = 5):
     fig.suptitle("Lineup: each reconstruction and the nearest identities rendered at its pose and "
                  "light (green: the true one)", fontsize=9)
     return fig
+
+
+# -- the same question put to a person ------------------------------------------------------------
+
+@dataclass
+class BlindTest:
+    """Rows of a blind lineup: a probe image and ``choices`` candidates in random order.
+
+    Attributes:
+        probes: (rows, S, S) in [0, 1]: what the person is shown (a reconstruction, or for the
+            control the true face at another pose).
+        choices: (rows, k, S, S): candidates rendered at the probe face's pose and light, one of
+            them its own identity.
+        answers: per row, the 1-based position of the true identity among the choices.
+        faces: per row, the index of the face in the lineup.
+    """
+
+    probes: np.ndarray
+    choices: np.ndarray
+    answers: list[int]
+    faces: list[int]
+
+
+def blind_test(result: Lineup, probes: np.ndarray, rows: int = 12, choices: int = 5,
+               seed: int = 0) -> BlindTest:
+    """Draw ``rows`` faces of the lineup; for each, its true identity and ``choices - 1`` others
+    drawn at random (not the nearest: a person is not asked to beat the pixel metric's own
+    choice), shuffled. ``probes`` holds one image per lineup face."""
+    n = len(result.faces)
+    if not 1 <= rows <= n or not 2 <= choices <= n:
+        raise DcignError(f"a blind test of {rows} rows and {choices} choices needs 1 <= rows <= "
+                         f"{n} and 2 <= choices <= {n} (the lineup's faces)")
+    rng = np.random.default_rng([seed, 53])
+    faces = rng.choice(n, rows, replace=False)
+    picked, answers = [], []
+    for i in faces:
+        others = rng.choice(np.delete(np.arange(n), i), choices - 1, replace=False)
+        order = rng.permutation(np.append(others, i))
+        picked.append(result.candidates[i, order])
+        answers.append(int(np.flatnonzero(order == i)[0]) + 1)
+    return BlindTest(np.asarray(probes)[faces], np.stack(picked), answers,
+                     [int(i) for i in faces])
+
+
+def plot_blind_test(test: BlindTest, first: int = 0, rows: int = 6):
+    """Rows ``first`` .. ``first + rows - 1``: the probe, then the numbered choices; no answer."""
+    from matplotlib.figure import Figure
+
+    shown = range(first, min(first + rows, len(test.answers)))
+    k = test.choices.shape[1]
+    fig = Figure(figsize=(1.6 * (k + 1), 1.75 * len(shown)), layout="constrained")
+    axes = fig.subplots(len(shown), k + 1, squeeze=False)
+    for r, row in enumerate(shown):
+        panels = [(test.probes[row], f"row {row + 1}")]
+        panels += [(test.choices[row, c], str(c + 1)) for c in range(k)]
+        for ax, (image, title) in zip(axes[r], panels):
+            ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+            ax.set_title(title, fontsize=9)
+            ax.set_axis_off()
+    return fig
+
+
+def score_blind_test(answers: list[int], given: list[int], choices: int) -> dict:
+    """How many ``given`` answers match, against guessing (one-sided binomial p-value)."""
+    from scipy.stats import binomtest
+
+    if len(given) != len(answers):
+        raise DcignError(f"the test has {len(answers)} rows, {len(given)} answers were given")
+    if any(not 1 <= g <= choices for g in given):
+        raise DcignError(f"answers must be choice numbers 1..{choices}, got {given}")
+    right = sum(a == g for a, g in zip(answers, given))
+    p = binomtest(right, len(answers), 1 / choices, alternative="greater").pvalue
+    return {"right": right, "rows": len(answers), "chance": len(answers) / choices,
+            "p": float(p)}

@@ -333,6 +333,28 @@ def test_lineup_identifies_true_renders_and_not_strangers():
         lineup(twice)
 
 
+def test_blind_test_hides_the_true_face_among_random_others():
+    from dcign_eval.lineup import Lineup, blind_test, plot_blind_test, score_blind_test
+
+    n, rng = 6, np.random.default_rng(0)
+    candidates = rng.random((n, n, 4, 4), dtype=np.float32)
+    result = Lineup(pd.DataFrame({"identity": np.arange(n)}), candidates, {}, {})
+    test = blind_test(result, probes=np.zeros((n, 4, 4)), rows=4, choices=3, seed=1)
+    assert len(set(test.faces)) == 4 and test.choices.shape == (4, 3, 4, 4)
+    for row, (i, answer) in enumerate(zip(test.faces, test.answers)):
+        np.testing.assert_array_equal(test.choices[row, answer - 1], candidates[i, i])
+        others = [c for c in range(3) if c != answer - 1]
+        assert not any(np.array_equal(test.choices[row, c], candidates[i, i]) for c in others)
+    assert blind_test(result, np.zeros((n, 4, 4)), 4, 3, seed=1).answers == test.answers
+    assert len(plot_blind_test(test, first=2, rows=6).axes) == 2 * 4
+    all_right = score_blind_test(test.answers, test.answers, 3)
+    assert all_right["right"] == 4 and all_right["chance"] == 4 / 3 and all_right["p"] < 0.05
+    with pytest.raises(DcignError, match="answers must be"):
+        score_blind_test(test.answers, [0, 1, 2, 3], 3)
+    with pytest.raises(DcignError, match="rows"):
+        blind_test(result, np.zeros((n, 4, 4)), rows=7)
+
+
 def test_recognition_accuracy_is_a_feature_by_classifier_table():
     summary = pd.DataFrame({"feature": ["x", "x", "y", "y"], "classifier": ["knn"] * 4,
                             "protocol": ["one-view", "several-views"] * 2,

@@ -1,5 +1,6 @@
 """The maintenance scripts under scripts/ that take user input: output and one-line errors."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,25 @@ def test_reconstruction_mse_bad_input():
         r = run(*args)
         assert r.returncode == 1
         assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
+
+
+def test_blind_lineup_makes_sheets_and_scores_answers(tmp_path):
+    script = [sys.executable, str(SCRIPTS / "blind_lineup.py")]
+    r = subprocess.run(script + ["make", "vae", "--out", str(tmp_path), "--rows", "7",
+                                 "--faces", "8", "--control"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["key.json", "sheet-1.png",
+                                                           "sheet-2.png"]
+    answers = json.loads((tmp_path / "key.json").read_text())["answers"]
+    r = subprocess.run(script + ["score", str(tmp_path), ",".join(map(str, answers))],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "7 of 7 right" in r.stdout
+    for bad in (["score", str(tmp_path), "1,2"], ["score", str(tmp_path / "none"), "1"],
+                ["make", "vae", "--out", str(tmp_path / "x"), "--faces", "0"]):
+        r = subprocess.run(script + bad, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 1 and r.stderr.startswith("error: ")
+        assert r.stderr.count("\n") == 1, r.stderr
 
 
 def test_ship_model_card_names_every_stage(tmp_path):

@@ -1,0 +1,107 @@
+#!/usr/bin/env python
+"""A blind lineup for a person: can you tell which face a reconstruction is of?
+
+The report's lineup asks a pixel distance; this asks you. `make` writes sheets of rows: a model's
+reconstruction of a held-out face, then (default) 5 faces rendered at its pose and light, its own
+identity among them at a random place, the others drawn at random. The answers go to key.json:
+do not open it. Write down a choice number per row, then `score`:
+
+    python scripts/blind_lineup.py make dcign --out out/blind-dcign
+    python scripts/blind_lineup.py score out/blind-dcign 3,1,4,1,5,2,2,3,4,1,5,2
+
+`--control` shows instead the true face at another pose and light: how well a person tells this
+face world's identities apart at all, the bar a reconstruction can be held to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from dcign_eval.lineup import blind_test, lineup, plot_blind_test, score_blind_test
+from dcign_eval.models import load_model
+from dcign_eval.report import ReportModel, held_out_faces, reconstructions
+from trainer.errors import DcignError
+from trainer.io import atomic_write_json
+
+KEY = "key.json"
+ROWS_PER_SHEET = 6
+
+
+def make(args) -> None:
+    model = load_model(args.model)
+    faces = held_out_faces(args.faces, args.seed)
+    rec = reconstructions([ReportModel("dcign", "model", args.model, model)], faces)
+    result = lineup(rec)
+    probes = rec.decoded["model"]
+    if args.control:
+        from trainer.faces import render_faces
+
+        other = held_out_faces(args.faces, args.seed + 1)  # the same identities' own draws differ
+        probes = render_faces(faces["identity"], other["azimuth"], other["elevation"],
+                              other["light"], size=model.image_size).astype(np.float32) / 255
+    test = blind_test(result, probes, rows=args.rows, choices=args.choices, seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    sheets = []
+    for n, first in enumerate(range(0, args.rows, ROWS_PER_SHEET), start=1):
+        path = args.out / f"sheet-{n}.png"
+        fig = plot_blind_test(test, first, ROWS_PER_SHEET)
+        tmp = path.with_suffix(".tmp.png")
+        fig.savefig(tmp, dpi=100)
+        tmp.replace(path)
+        sheets.append(path.name)
+    atomic_write_json(args.out / KEY, {
+        "model": args.model, "probe": "true face at another pose" if args.control
+        else "reconstruction", "choices": args.choices, "seed": args.seed,
+        "faces": args.faces, "answers": test.answers,
+        "identities": [int(faces["identity"][i]) for i in test.faces]})
+    print(f"wrote {', '.join(sheets)} in {args.out}: pick a choice number per row, then "
+          f"`python scripts/blind_lineup.py score {args.out} N,N,...` ({args.rows} numbers); "
+          f"do not open {KEY}")
+
+
+def score(args) -> None:
+    try:
+        key = json.loads((args.dir / KEY).read_text())
+        answers, choices = list(key["answers"]), int(key["choices"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DcignError(f"{args.dir / KEY} is not a blind lineup's key ({e})") from None
+    try:
+        given = [int(a) for a in args.answers.replace(" ", "").split(",")]
+    except ValueError:
+        raise DcignError(f"answers must be comma-separated choice numbers, got "
+                         f"{args.answers!r}") from None
+    s = score_blind_test(answers, given, choices)
+    print(f"{key['model']} ({key['probe']}): {s['right']} of {s['rows']} right; guessing "
+          f"gets {s['chance']:.1f} on average (one-sided binomial p = {s['p']:.3g}); "
+          f"answers were {','.join(map(str, answers))}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("make", help="write the sheets and the sealed key")
+    m.add_argument("model", help="run directory or shipped name")
+    m.add_argument("--out", type=Path, required=True, help="folder for the sheets and key.json")
+    m.add_argument("--rows", type=int, default=12, help="faces to identify")
+    m.add_argument("--choices", type=int, default=5, help="candidates per face")
+    m.add_argument("--faces", type=int, default=64, help="the lineup's held-out faces, 2..64")
+    m.add_argument("--seed", type=int, default=0, help="which faces, choices and order")
+    m.add_argument("--control", action="store_true",
+                   help="show the true face at another pose and light, not a reconstruction")
+    s = sub.add_parser("score", help="score your answers against the key")
+    s.add_argument("dir", type=Path, help="the folder `make` wrote")
+    s.add_argument("answers", help="comma-separated choice numbers, one per row")
+    args = p.parse_args()
+    try:
+        (make if args.command == "make" else score)(args)
+    except DcignError as e:
+        raise SystemExit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
