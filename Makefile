@@ -23,7 +23,8 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/dcign-eval demo --profile quick
 
-# The shipped models' recipe (hours on a CPU).
+# The shipped models' data and width, one stage per model (hours on a CPU); the shipped
+# models themselves were trained in stages, listed in their model cards.
 demo-full: setup
 	$(VENV)/bin/dcign-eval demo --profile full
 

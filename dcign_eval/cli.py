@@ -436,7 +436,8 @@ def report_cmd(
 @app.command("demo")
 def demo_cmd(
     profile: str = typer.Option("quick", help="quick (about 15 minutes on a 2-core CPU), full "
-                                              "(the shipped models' recipe) or tiny (seconds)."),
+                                              "(the shipped models' data and width, hours) or "
+                                              "tiny (seconds)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Runs and report go here (default "
                                                            "out/demo, out/demo-full for full)."),
     data_root: Path = typer.Option(Path("data"), "--data-root", help="Where the data sets are "

@@ -13,7 +13,7 @@ pose and light. A reconstruction farther from its own face than that is closer t
     rec = reconstructions(models, held_out_faces(64))     # dcign_eval.report
     result = lineup(rec)
     lineup_table(result)                                   # identified, top 5, mean rank, chance
-    plot_lineup(result)                                    # a few faces and their nearest candidates
+    plot_lineup(result)                                    # faces and their nearest candidates
 """
 
 from __future__ import annotations

@@ -124,7 +124,8 @@ def _pretrain_steps(dcign_train: dict) -> int:
 def full_profile(recipe: dict | None | str = "shipped") -> Profile:
     """A recipe's profile: ``recipe`` as :func:`shipped_recipe` returns it ("shipped": read the
     installed models' configs), or, with None or no shipped models, the paper's data and 16,000
-    steps at width 0.25."""
+    steps at width 0.25. A DC-IGN whose last stage was not monovariant (trained in stages) gives
+    its data and width only, with the built-in steps and settings."""
     recipe = shipped_recipe() if isinstance(recipe, str) and recipe == "shipped" else recipe
     base = Profile("full", train_batches=3000, test_batches=350, data="monovariant",
                    width=0.25, vae_steps=16_000, dcign_steps=16_000, checkpoint_every=1000,
@@ -134,11 +135,20 @@ def full_profile(recipe: dict | None | str = "shipped") -> Profile:
     d_train, v_train = recipe["dcign"].get("train", {}), recipe["vae"].get("train", {})
     data = recipe["dcign"].get("data", {})
     per_type = 4 * 20  # four batch types of 20 faces
-    return replace(
+    scaled = replace(
         base, size=int(recipe["dcign"].get("model", {}).get("image_size", 64)),
         train_batches=int(data.get("train_images", 3000 * per_type)) // per_type,
         test_batches=int(data.get("test_images", 350 * per_type)) // per_type,
-        width=float(d_train.get("width", 0.25)), vae_steps=int(v_train.get("steps", 16_000)),
+        width=float(d_train.get("width", 0.25)))
+    if d_train.get("mode", "monovariant") != "monovariant" or d_train.get("freeze_encoder"):
+        # The shipped DC-IGN's last stage did not train it monovariantly (e.g. a decoder-alone
+        # stage): its config holds that stage only, not the recipe; the stages are in its card.
+        return replace(scaled, pretrain_steps=DEFAULT_PRETRAIN_STEPS,
+                       source="the shipped models' data and width; they were trained in stages "
+                              "(their model cards), so one built-in pretraining and monovariant "
+                              "stage stands in")
+    return replace(
+        scaled, vae_steps=int(v_train.get("steps", 16_000)),
         dcign_steps=int(d_train.get("steps", 16_000)), pretrain_steps=_pretrain_steps(d_train),
         dcign={k: d_train[k] for k in RECIPE_KEYS if k in d_train},
         vae={k: v_train[k] for k in RECIPE_KEYS if k in v_train},

@@ -245,6 +245,11 @@ def test_profiles_follow_the_shipped_recipe():
                                       quick.dcign_steps) <= 2500
     assert quick.dcign["ratio"] == [1, 1, 1, 1] and quick.report == "quick"
     assert quick.train_batches == 300
+    # a DC-IGN shipped after a decoder-alone stage: its config is not the recipe
+    recipe["dcign"]["train"].update(mode="vae", freeze_encoder=True, steps=6000, width=0.5)
+    staged = full_profile(recipe)
+    assert (staged.dcign_steps, staged.vae_steps, staged.pretrain_steps) == (16_000, 16_000, 6000)
+    assert staged.dcign == {} and staged.width == 0.5 and "stages" in staged.source
 
 
 # -- the sections' pure parts ----------------------------------------------------------------------

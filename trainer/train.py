@@ -172,10 +172,10 @@ class TrainConfig:
 
 
 # A resumed run keeps these; the others (paths, lengths, intervals, device) may change.
-FIXED_ON_RESUME = ("mode", "batch_size", "lr", "betas", "eps", "beta", "ratio", "clamp_reference",
-                   "invariance_strength", "invariance_scale", "width", "code_width", "decoder_width",
-                   "decoder_hidden", "latent_dim", "freeze_encoder", "unclamped_share",
-                   "decoder_noise", "seed")
+FIXED_ON_RESUME = ("mode", "batch_size", "lr", "betas", "eps", "beta", "ratio",
+                   "clamp_reference", "invariance_strength", "invariance_scale", "width",
+                   "code_width", "decoder_width", "decoder_hidden", "latent_dim", "freeze_encoder",
+                   "unclamped_share", "decoder_noise", "seed")
 
 
 class NonFiniteLoss(DcignError):
