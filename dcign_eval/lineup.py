@@ -85,6 +85,7 @@ def lineup_table(result: Lineup) -> pd.DataFrame:
     (0 best), and the reconstruction's mean distance to its own face beside the true renders'
     median distance to the nearest other identity."""
     n = len(result.faces)
+    nearest_other = float(np.median(result.nearest_other()))
     rows = []
     for label in result.distances:
         ranks = result.ranks(label)
@@ -92,7 +93,7 @@ def lineup_table(result: Lineup) -> pd.DataFrame:
                      "in top 5": float((ranks < 5).mean()), "mean rank": float(ranks.mean()),
                      "chance": 1.0 / n,
                      "MSE to own face": float(np.diag(result.distances[label]).mean()),
-                     "nearest other (true renders)": float(np.median(result.nearest_other()))})
+                     "nearest other (true renders)": nearest_other})
     return pd.DataFrame(rows)
 
 

@@ -47,7 +47,8 @@ def summary(run: Path) -> dict:
 
 
 def stage_kind(train: dict) -> str:
-    """'monovariant mode', or 'vae mode, decoder alone, encoder frozen', from a train config."""
+    """'monovariant mode', 'vae mode, decoder alone, encoder frozen', ... from a train config
+    (plus how the decoder was fed when not the ELBO's sampled codes)."""
     kind = f"{train['mode']} mode"
     if train.get("freeze_encoder"):
         kind += ", decoder alone, encoder frozen"
