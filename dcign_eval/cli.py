@@ -410,9 +410,10 @@ def report_cmd(
                                            help="Rendered recognition faces and codes (as "
                                                 "dcign-eval recognition)."),
 ) -> None:
-    """Write one HTML page with everything: model cards, reconstructions, traversal movies and
-    re-rendering fidelity, inferred-versus-true scatter plots, the disentanglement metrics, the
-    recognition tables and plots, and provenance.
+    """Write one HTML page with everything: model cards, reconstructions and their lineup
+    (is each nearest its own identity?), traversal movies and re-rendering fidelity,
+    inferred-versus-true scatter plots, the disentanglement metrics, the recognition tables and
+    plots, and provenance.
 
     The folder (index.html, figures/, traverse/, recognition/, tables/, report.json) uses
     relative links only, so it can be moved or committed. Results are cached (calibration in
