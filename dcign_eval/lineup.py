@@ -8,7 +8,8 @@ so only the identity can tell them apart; with n identities, guessing identifies
 
 The true renders themselves set the scale: ``nearest other`` is the median, over faces, of the
 distance from a face's true render to the nearest *other* identity of the lineup at the same
-pose and light. A reconstruction farther from its own face than that is closer to a stranger.
+pose and light: how far apart two identities look, the scale to read a reconstruction's distance
+to its own face against.
 
     rec = reconstructions(models, held_out_faces(64))     # dcign_eval.report
     result = lineup(rec)
