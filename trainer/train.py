@@ -354,7 +354,12 @@ def train(cfg: TrainConfig) -> TrainResult:
     cfg.validate()
     rank, local_rank, world = setup_distributed(cfg.device)
     try:
-        return _train(cfg, rank, local_rank, world)
+        result = _train(cfg, rank, local_rank, world)
+        if world > 1:
+            # the master writes the last checkpoint after the others are done; tearing gloo down
+            # while a peer is still busy can abort that peer (SIGABRT), so all finish together
+            dist.barrier()
+        return result
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
