@@ -16,6 +16,7 @@ face world's identities apart at all, the bar a reconstruction can be held to.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from dcign_eval.lineup import blind_test, lineup, plot_blind_test, score_blind_t
 from dcign_eval.models import load_model
 from dcign_eval.report import ReportModel, held_out_faces, reconstructions
 from trainer.errors import DcignError
-from trainer.io import atomic_write_json
+from trainer.io import atomic_write_bytes, atomic_write_json
 
 KEY = "key.json"
 ROWS_PER_SHEET = 6
@@ -47,12 +48,10 @@ def make(args) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     sheets = []
     for n, first in enumerate(range(0, args.rows, ROWS_PER_SHEET), start=1):
-        path = args.out / f"sheet-{n}.png"
-        fig = plot_blind_test(test, first, ROWS_PER_SHEET)
-        tmp = path.with_suffix(".tmp.png")
-        fig.savefig(tmp, dpi=100)
-        tmp.replace(path)
-        sheets.append(path.name)
+        png = io.BytesIO()
+        plot_blind_test(test, first, ROWS_PER_SHEET).savefig(png, format="png", dpi=100)
+        atomic_write_bytes(args.out / f"sheet-{n}.png", png.getvalue())
+        sheets.append(f"sheet-{n}.png")
     atomic_write_json(args.out / KEY, {
         "model": args.model, "probe": "true face at another pose" if args.control
         else "reconstruction", "choices": args.choices, "seed": args.seed,
