@@ -7,7 +7,12 @@ identity among them at a random place, the others drawn at random. The answers g
 do not open it. Write down a choice number per row, then `score`:
 
     python scripts/blind_lineup.py make dcign --out out/blind-dcign
-    python scripts/blind_lineup.py score out/blind-dcign 3,1,4,1,5,2,2,3,4,1,5,2
+    python scripts/blind_lineup.py score out/blind-dcign 3,1,4,1,5,2,2,3,4,1,5,2 --reader ann
+    python scripts/blind_lineup.py summary out/blind-*
+
+`--reader` keeps the scored reading in the folder (readings.json, one entry per reader);
+`summary` pools the readings of several folders by model and probe: right answers over rows,
+against guessing.
 
 `--control` shows instead the true face at another pose and light: how well a person tells this
 face world's identities apart at all, the bar a reconstruction can be held to.
@@ -29,6 +34,7 @@ from trainer.errors import DcignError
 from trainer.io import atomic_write_bytes, atomic_write_json
 
 KEY = "key.json"
+READINGS = "readings.json"
 ROWS_PER_SHEET = 6
 
 
@@ -62,12 +68,34 @@ def make(args) -> None:
           f"do not open {KEY}")
 
 
-def score(args) -> None:
+def read_key(folder: Path) -> dict:
     try:
-        key = json.loads((args.dir / KEY).read_text())
-        answers, choices = list(key["answers"]), int(key["choices"])
+        key = json.loads((folder / KEY).read_text())
+        key["answers"], key["choices"] = [int(a) for a in key["answers"]], int(key["choices"])
+        key["model"], key["probe"] = str(key["model"]), str(key["probe"])
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DcignError(f"{args.dir / KEY} is not a blind lineup's key ({e})") from None
+        raise DcignError(f"{folder / KEY} is not a blind lineup's key ({e})") from None
+    return key
+
+
+def read_readings(folder: Path) -> dict:
+    """{reader: reading} kept by `score --reader`; {} when nobody has been recorded."""
+    path = folder / READINGS
+    if not path.exists():
+        return {}
+    try:
+        readings = json.loads(path.read_text())
+        if not all(isinstance(r["right"], int) and isinstance(r["rows"], int)
+                   for r in readings.values()):
+            raise TypeError("a reading without right and rows counts")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise DcignError(f"{path} is not a blind lineup's readings ({e})") from None
+    return readings
+
+
+def score(args) -> None:
+    key = read_key(args.dir)
+    answers, choices = key["answers"], key["choices"]
     try:
         given = [int(a) for a in args.answers.replace(" ", "").split(",")]
     except ValueError:
@@ -77,6 +105,36 @@ def score(args) -> None:
     print(f"{key['model']} ({key['probe']}): {s['right']} of {s['rows']} right; guessing "
           f"gets {s['chance']:.1f} on average (one-sided binomial p = {s['p']:.3g}); "
           f"answers were {','.join(map(str, answers))}")
+    if args.reader:
+        readings = read_readings(args.dir)
+        readings[args.reader] = {"given": given, "right": s["right"], "rows": s["rows"]}
+        atomic_write_json(args.dir / READINGS, readings)
+        print(f"kept as {args.reader}'s reading in {args.dir / READINGS} "
+              f"({len(readings)} reader{'s' if len(readings) != 1 else ''})")
+
+
+def summary(args) -> None:
+    """Pool every recorded reading by (model, probe)."""
+    import pandas as pd
+    from scipy.stats import binomtest
+
+    rows = []
+    for folder in args.dirs:
+        key = read_key(folder)
+        readings = read_readings(folder)
+        if not readings:
+            raise DcignError(f"{folder} has no recorded readings (score it with --reader NAME)")
+        for reader, r in readings.items():
+            rows.append({"model": key["model"], "probe": key["probe"], "choices": key["choices"],
+                         "reader": reader, "right": r["right"], "rows": r["rows"]})
+    df = pd.DataFrame(rows)
+    table = []
+    for (model, probe, choices), g in df.groupby(["model", "probe", "choices"], sort=False):
+        right, n = int(g["right"].sum()), int(g["rows"].sum())
+        table.append({"model": model, "probe": probe, "readers": g["reader"].nunique(),
+                      "right": right, "rows": n, "rate": right / n, "chance": 1 / choices,
+                      "p": binomtest(right, n, 1 / choices, alternative="greater").pvalue})
+    print(pd.DataFrame(table).to_string(index=False, float_format=lambda x: f"{x:.3g}"))
 
 
 def main() -> None:
@@ -95,9 +153,14 @@ def main() -> None:
     s = sub.add_parser("score", help="score your answers against the key")
     s.add_argument("dir", type=Path, help="the folder `make` wrote")
     s.add_argument("answers", help="comma-separated choice numbers, one per row")
+    s.add_argument("--reader", help="keep this reading under this name in the folder's "
+                   f"{READINGS}")
+    t = sub.add_parser("summary", help="pool the recorded readings of several folders")
+    t.add_argument("dirs", type=Path, nargs="+", help="folders `make` wrote and `score --reader` "
+                   "recorded")
     args = p.parse_args()
     try:
-        (make if args.command == "make" else score)(args)
+        {"make": make, "score": score, "summary": summary}[args.command](args)
     except DcignError as e:
         raise SystemExit(f"error: {e}")
 

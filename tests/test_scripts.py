@@ -50,8 +50,29 @@ def test_blind_lineup_makes_sheets_and_scores_answers(tmp_path):
     r = subprocess.run(script + ["score", str(tmp_path), ",".join(map(str, answers))],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "7 of 7 right" in r.stdout
+    assert not (tmp_path / "readings.json").exists()  # kept only when a reader is named
+
+    wrong = [a % 2 + 1 for a in answers]  # never the answer
+    for reader, given in (("ann", answers), ("bob", wrong), ("ann", answers)):
+        r = subprocess.run(script + ["score", str(tmp_path), ",".join(map(str, given)),
+                                     "--reader", reader], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    readings = json.loads((tmp_path / "readings.json").read_text())
+    assert sorted(readings) == ["ann", "bob"]  # a reader scored again replaces their reading
+    assert (readings["ann"]["right"], readings["bob"]["right"]) == (7, 0)
+    r = subprocess.run(script + ["summary", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    header, row = r.stdout.strip().splitlines()
+    assert header.split()[:3] == ["model", "probe", "readers"]
+    assert row.split()[0] == "vae" and "another pose" in row
+    assert row.split()[-6:-1] == ["2", "7", "14", "0.5", "0.2"]  # readers .. chance
+
+    (tmp_path / "torn").mkdir()
+    (tmp_path / "torn" / "key.json").write_bytes((tmp_path / "key.json").read_bytes())
+    (tmp_path / "torn" / "readings.json").write_text('{"ann": {"right": 3')
     for bad in (["score", str(tmp_path), "1,2"], ["score", str(tmp_path / "none"), "1"],
-                ["make", "vae", "--out", str(tmp_path / "x"), "--faces", "0"]):
+                ["make", "vae", "--out", str(tmp_path / "x"), "--faces", "0"],
+                ["summary", str(tmp_path / "torn")], ["summary", str(tmp_path / "none")]):
         r = subprocess.run(script + bad, capture_output=True, text=True, timeout=300)
         assert r.returncode == 1 and r.stderr.startswith("error: ")
         assert r.stderr.count("\n") == 1, r.stderr
