@@ -189,15 +189,20 @@ def plot_blind_test(test: BlindTest, first: int = 0, rows: int = 6):
     return fig
 
 
-def score_blind_test(answers: list[int], given: list[int], choices: int) -> dict:
-    """How many ``given`` answers match, against guessing (one-sided binomial p-value)."""
+def guessing_p(right: int, rows: int, choices: int) -> float:
+    """One-sided binomial p-value of ``right`` of ``rows`` when every row is a guess among
+    ``choices``."""
     from scipy.stats import binomtest
 
+    return float(binomtest(right, rows, 1 / choices, alternative="greater").pvalue)
+
+
+def score_blind_test(answers: list[int], given: list[int], choices: int) -> dict:
+    """How many ``given`` answers match, against guessing (one-sided binomial p-value)."""
     if len(given) != len(answers):
         raise DcignError(f"the test has {len(answers)} rows, {len(given)} answers were given")
     if any(not 1 <= g <= choices for g in given):
         raise DcignError(f"answers must be choice numbers 1..{choices}, got {given}")
     right = sum(a == g for a, g in zip(answers, given))
-    p = binomtest(right, len(answers), 1 / choices, alternative="greater").pvalue
     return {"right": right, "rows": len(answers), "chance": len(answers) / choices,
-            "p": float(p)}
+            "p": guessing_p(right, len(answers), choices)}

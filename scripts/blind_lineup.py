@@ -8,7 +8,7 @@ do not open it. Write down a choice number per row, then `score`:
 
     python scripts/blind_lineup.py make dcign --out out/blind-dcign
     python scripts/blind_lineup.py score out/blind-dcign 3,1,4,1,5,2,2,3,4,1,5,2 --reader ann
-    python scripts/blind_lineup.py summary out/blind-*
+    python scripts/blind_lineup.py summary out/blind-*     # or a folder of such folders
 
 `--reader` keeps the scored reading in the folder (readings.json, one entry per reader);
 `summary` pools the readings of several folders by model and probe: right answers over rows,
@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dcign_eval.lineup import blind_test, lineup, plot_blind_test, score_blind_test
+from dcign_eval.lineup import (blind_test, guessing_p, lineup, plot_blind_test,
+                               score_blind_test)
 from dcign_eval.models import load_model
 from dcign_eval.report import ReportModel, held_out_faces, reconstructions
 from trainer.errors import DcignError
@@ -113,13 +114,25 @@ def score(args) -> None:
               f"({len(readings)} reader{'s' if len(readings) != 1 else ''})")
 
 
+def lineup_folders(paths: list[Path]) -> list[Path]:
+    """Each path is a test's folder, or a folder of tests' folders (one level down)."""
+    folders = []
+    for path in paths:
+        if (path / KEY).is_file():
+            folders.append(path)
+        elif path.is_dir() and (inner := sorted(p.parent for p in path.glob(f"*/{KEY}"))):
+            folders.extend(inner)
+        else:
+            raise DcignError(f"{path} is neither a blind lineup's folder nor a folder of them")
+    return folders
+
+
 def summary(args) -> None:
     """Pool every recorded reading by (model, probe)."""
     import pandas as pd
-    from scipy.stats import binomtest
 
     rows = []
-    for folder in args.dirs:
+    for folder in lineup_folders(args.dirs):
         key = read_key(folder)
         readings = read_readings(folder)
         if not readings:
@@ -133,7 +146,7 @@ def summary(args) -> None:
         right, n = int(g["right"].sum()), int(g["rows"].sum())
         table.append({"model": model, "probe": probe, "readers": g["reader"].nunique(),
                       "right": right, "rows": n, "rate": right / n, "chance": 1 / choices,
-                      "p": binomtest(right, n, 1 / choices, alternative="greater").pvalue})
+                      "p": guessing_p(right, n, choices)})
     print(pd.DataFrame(table).to_string(index=False, float_format=lambda x: f"{x:.3g}"))
 
 
@@ -157,7 +170,7 @@ def main() -> None:
                    f"{READINGS}")
     t = sub.add_parser("summary", help="pool the recorded readings of several folders")
     t.add_argument("dirs", type=Path, nargs="+", help="folders `make` wrote and `score --reader` "
-                   "recorded")
+                   "recorded, or folders holding such folders")
     args = p.parse_args()
     try:
         {"make": make, "score": score, "summary": summary}[args.command](args)

@@ -66,13 +66,22 @@ def test_blind_lineup_makes_sheets_and_scores_answers(tmp_path):
     assert header.split()[:3] == ["model", "probe", "readers"]
     assert row.split()[0] == "vae" and "another pose" in row
     assert row.split()[-6:-1] == ["2", "7", "14", "0.5", "0.2"]  # readers .. chance
+    for copy in ("many/one", "many/two"):  # a folder of tests' folders is read one level down
+        (tmp_path / copy).mkdir(parents=True)
+        for name in ("key.json", "readings.json"):
+            (tmp_path / copy / name).write_bytes((tmp_path / name).read_bytes())
+    r = subprocess.run(script + ["summary", str(tmp_path / "many")], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[1].split()[-6:-1] == ["2", "14", "28", "0.5", "0.2"]
 
     (tmp_path / "torn").mkdir()
     (tmp_path / "torn" / "key.json").write_bytes((tmp_path / "key.json").read_bytes())
     (tmp_path / "torn" / "readings.json").write_text('{"ann": {"right": 3')
     for bad in (["score", str(tmp_path), "1,2"], ["score", str(tmp_path / "none"), "1"],
                 ["make", "vae", "--out", str(tmp_path / "x"), "--faces", "0"],
-                ["summary", str(tmp_path / "torn")], ["summary", str(tmp_path / "none")]):
+                ["summary", str(tmp_path / "torn")], ["summary", str(tmp_path / "none")],
+                ["summary", str(tmp_path / "key.json")]):
         r = subprocess.run(script + bad, capture_output=True, text=True, timeout=300)
         assert r.returncode == 1 and r.stderr.startswith("error: ")
         assert r.stderr.count("\n") == 1, r.stderr
