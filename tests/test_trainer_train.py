@@ -110,6 +110,50 @@ def test_resume_keeps_its_settings(data, tmp_path):
     assert "--resume" in one_line_error(e)
 
 
+def test_cosine_schedule_by_hand_and_in_the_optimizer(data, tmp_path, monkeypatch):
+    cfg = tiny(data, tmp_path / "run", steps=4, lr=1e-3, lr_schedule="cosine", val_every=0)
+    expected = [1e-3, 1e-3 * (1 + 2 ** -0.5) / 2, 0.5e-3, 1e-3 * (1 - 2 ** -0.5) / 2]
+    assert [train_mod.learning_rate(cfg, s) for s in range(4)] == pytest.approx(expected)
+    assert train_mod.learning_rate(tiny(data, tmp_path, lr=1e-3), 3) == 1e-3  # constant
+    used = []
+    step = torch.optim.Adam.step
+
+    def spy(self, *a, **kw):
+        used.append(self.param_groups[0]["lr"])
+        return step(self, *a, **kw)
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    train(cfg)
+    assert used == pytest.approx(expected)
+    with pytest.raises(DcignError) as e:
+        train(tiny(data, tmp_path / "bad", lr_schedule="linear"))
+    assert "lr_schedule" in one_line_error(e)
+
+
+def test_cosine_resumes_exactly_and_keeps_its_length(data, tmp_path, monkeypatch):
+    kw = dict(lr_schedule="cosine", steps=6, checkpoint_every=6, val_every=0, lr=2e-3)
+    full = train(tiny(data, tmp_path / "full", **kw))
+    calls = []
+    forward_backward = train_mod.forward_backward
+
+    def interrupt_at_step_3(*a, **k):  # as a SIGTERM would: finish the step, save, stop
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return forward_backward(*a, **k)
+    with monkeypatch.context() as m:
+        m.setattr(train_mod, "forward_backward", interrupt_at_step_3)
+        half = train(tiny(data, tmp_path / "half", **kw))
+    assert (half.step, half.status) == (3, "interrupted")
+    resumed = train(tiny(data, tmp_path / "half", resume=True, **kw))
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    constant = train(tiny(data, tmp_path / "constant", **{**kw, "lr_schedule": "constant"}))
+    assert train_rows(constant.history) != train_rows(full.history)  # not a no-op
+    with pytest.raises(CheckpointError) as e:
+        train(tiny(data, tmp_path / "full", **{**kw, "steps": 9}, resume=True))
+    assert "steps" in one_line_error(e)
+
+
 def test_cli_resume_takes_saved_settings(data, tmp_path):
     out = tmp_path / "run"
     assert trainer_main(["--data", str(data), "--out", str(out), "--steps", "2", "--width",

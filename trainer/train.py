@@ -28,6 +28,7 @@ bound as a plain VAE, comparable between modes -- with noise from a fixed seed.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -51,6 +52,7 @@ from trainer.monovariant import (CLAMP_REFERENCES, DEFAULT_RATIO, INVARIANCE_SCA
                                  inactive_mask, sample_monovariant_batch)
 
 MODES = ("monovariant", "vae")
+LR_SCHEDULES = ("constant", "cosine")
 SPREAD_KEY = "invariance_spread"  # in rng.pt: the ActiveSpread of a relative-invariance run
 
 
@@ -68,6 +70,9 @@ class TrainConfig:
     steps: int = _knob(100_000, "total optimiser steps; a resumed run continues up to this")
     batch_size: int = _knob(20, "images per step and replica; monovariant: the data's batch size")
     lr: float = _knob(5e-4, "Adam learning rate")
+    lr_schedule: str = _knob("constant", "'constant', or 'cosine': the learning rate falls from "
+                                         "--lr at the first step to 0 after --steps along half "
+                                         "a cosine (a resumed run keeps its --steps)")
     betas: tuple = _knob((0.9, 0.99), "Adam betas (the original rmsprop.lua's decay rates)")
     eps: float = _knob(1e-8, "Adam epsilon")
     beta: float = _knob(1.0, "KL weight (beta-VAE); 1 is the plain ELBO")
@@ -147,6 +152,8 @@ class TrainConfig:
                 f"got {self.invariance_scale!r}")
         if self.steps < 0 or self.batch_size < 2:
             bad(f"need steps >= 0 and batch_size >= 2, got {self.steps} and {self.batch_size}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            bad(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.lr <= 0 or self.eps <= 0 or len(self.betas) != 2 \
                 or not all(0 <= b < 1 for b in self.betas):
             bad(f"Adam needs lr > 0, eps > 0 and 2 betas in [0, 1), got {self.lr}, {self.eps}, "
@@ -172,7 +179,7 @@ class TrainConfig:
 
 
 # A resumed run keeps these; the others (paths, lengths, intervals, device) may change.
-FIXED_ON_RESUME = ("mode", "batch_size", "lr", "betas", "eps", "beta", "ratio",
+FIXED_ON_RESUME = ("mode", "batch_size", "lr", "lr_schedule", "betas", "eps", "beta", "ratio",
                    "clamp_reference", "invariance_strength", "invariance_scale", "width",
                    "code_width", "decoder_width", "decoder_hidden", "latent_dim", "freeze_encoder",
                    "unclamped_share", "decoder_noise", "seed")
@@ -288,10 +295,18 @@ def forward_backward(fwd, x: torch.Tensor, eps: torch.Tensor, clamp, beta: float
     return torch.stack([nelbo.mean(), bce.mean(), kl.mean(), loss]).detach()
 
 
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of (0-based) ``step``: ``cfg.lr``, or its cosine decay toward 0."""
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+    return cfg.lr
+
+
 def check_resumable(cfg: TrainConfig, ckpt: ckpt_io.Checkpoint, train: FaceDataset) -> None:
     saved = TrainConfig.from_dict(ckpt.config["train"], str(ckpt.path / ckpt_io.CONFIG),
                                   error=CheckpointError)
-    for key in FIXED_ON_RESUME:
+    fixed = FIXED_ON_RESUME + (("steps",) if saved.lr_schedule == "cosine" else ())
+    for key in fixed:
         if getattr(saved, key) != getattr(cfg, key):
             raise CheckpointError(f"{ckpt.path} was trained with {key}={getattr(saved, key)!r}; "
                                   f"a resumed run cannot change it to {getattr(cfg, key)!r}")
@@ -526,6 +541,8 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
                          if last_saved is not None else "no checkpoint had been written yet")
                 raise NonFiniteLoss(f"loss became {stats[3].item()} at step {step + 1} "
                                     f"({batch_type} batch); training stopped and {where}")
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, step)
             optimizer.step()
 
             stats = dict(zip(("neg_elbo", "bce", "kl"), stats[:3].tolist()))
