@@ -262,7 +262,9 @@ def model_card(rm: ReportModel) -> dict[str, str]:
         "steps trained": f"{state.get('step', '?')} of {train.get('steps', '?')} "
                          f"({state.get('status', 'unknown')})",
         "batch size": str(train.get("batch_size", "")),
-        "learning rate": f"{train.get('lr', '')}",
+        "learning rate": f"{train.get('lr', '')}" + (
+            f" ({train['lr_schedule']}, to 0)"
+            if train.get("lr_schedule", "constant") != "constant" else ""),
         "beta (KL weight)": f"{train.get('beta', '')}",
         "seed": str(train.get("seed", "")),
     }

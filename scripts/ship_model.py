@@ -52,6 +52,8 @@ def stage_kind(train: dict) -> str:
     kind = f"{train['mode']} mode"
     if train.get("freeze_encoder"):
         kind += ", decoder alone, encoder frozen"
+    if train.get("lr_schedule", "constant") != "constant":
+        kind += f", {train['lr_schedule']} learning rate"
     if train.get("decoder_noise", 1.0) != 1.0:
         kind += (", decoded from the means" if train["decoder_noise"] == 0 else
                  f", sampling noise x{train['decoder_noise']:g}")
