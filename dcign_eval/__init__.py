@@ -5,6 +5,6 @@ Builds on :mod:`trainer` (the face world and the model); nothing in ``trainer`` 
 
 __version__ = "0.1.0"
 
-from dcign_eval.models import load_model  # noqa: E402  (the one loader for every analysis)
+from dcign_eval.protocol import Model, load_model  # noqa: E402  (the one loader of any model)
 
-__all__ = ["load_model", "__version__"]
+__all__ = ["Model", "load_model", "__version__"]

@@ -1,5 +1,7 @@
-"""One loader for every analysis: :func:`load_model` turns a run directory (or a shipped model's
-name) into an object that encodes images to latent means and decodes latents to images.
+"""Our own trained models: :func:`load_run` turns a run directory (or a shipped model's name) into
+a :class:`LoadedModel`, which encodes images to latent means and decodes latents to images. It is
+one implementation of the model protocol (:mod:`dcign_eval.protocol`, whose ``load_model`` every
+analysis uses), like any outside model.
 
 Shipped models live in this package under ``models/<name>/`` as ordinary run directories
 (``dcign``: the monovariant DC-IGN; ``vae``: the entangled baseline).
@@ -31,12 +33,23 @@ class LoadedModel:
         config: the run's whole ``config.json`` (model, train, latent_layout, data).
         path: the run directory it came from.
         device: where it computes.
+        fingerprint: the sha256 of its weights (as the run's state.json records it).
     """
 
     model: DCIGN
     config: dict
     path: Path
     device: torch.device
+    fingerprint: str
+
+    @property
+    def name(self) -> str:
+        return self.path.resolve().name
+
+    @property
+    def intrinsic(self) -> range:
+        """The identity block: the latents after the named ones (all of a baseline's)."""
+        return self.model.config.intrinsic
 
     @property
     def image_size(self) -> int:
@@ -136,9 +149,10 @@ def resolve(path_or_name: str | os.PathLike) -> Path:
                      f"{', '.join(SHIPPED)}")
 
 
-def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cpu",
-               ) -> LoadedModel:
-    """Load a trained model for analysis.
+def load_run(path_or_name: str | os.PathLike, device: str | torch.device = "cpu",
+             ) -> LoadedModel:
+    """Load one of our trained models (analyses load any model with
+    :func:`dcign_eval.protocol.load_model`).
 
     Args:
         path_or_name: a run directory (or its ``model.safetensors``), or the name of a shipped
@@ -155,4 +169,5 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
     load_weights_into(model, ckpt)
     device = torch.device(device)
     model = model.to(device, memory_format=torch.channels_last).eval()
-    return LoadedModel(model=model, config=ckpt.config, path=run_dir, device=device)
+    return LoadedModel(model=model, config=ckpt.config, path=run_dir, device=device,
+                       fingerprint=ckpt.weights_sha256)

@@ -848,7 +848,7 @@ class RecognitionResult:
 def _load(model):
     if model is None or not isinstance(model, (str, os.PathLike)):
         return model
-    from dcign_eval.models import load_model
+    from dcign_eval.protocol import load_model
 
     return load_model(model)
 

@@ -168,7 +168,7 @@ def load_report_models(model, baseline=None) -> list[ReportModel]:
     ``model`` / ``baseline``: a run directory, a shipped name ("dcign", "vae") or a loaded model;
     a baseline of None (or "none") is left out.
     """
-    from dcign_eval.models import load_model
+    from dcign_eval.protocol import load_model
     from dcign_eval.traverse import model_stem
 
     def load(source):

@@ -29,7 +29,7 @@ import numpy as np
 
 from dcign_eval.lineup import (blind_test, guessing_p, lineup, plot_blind_test,
                                score_blind_test)
-from dcign_eval.models import load_model
+from dcign_eval.protocol import load_model
 from dcign_eval.report import ReportModel, held_out_faces, reconstructions
 from trainer.errors import DcignError
 from trainer.io import atomic_write_bytes, atomic_write_json

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from dcign_eval.lineup import lineup, lineup_table
-from dcign_eval.models import load_model
+from dcign_eval.protocol import load_model
 from dcign_eval.report import ReportModel, held_out_faces, reconstruction_table, reconstructions
 from trainer.errors import DcignError
 

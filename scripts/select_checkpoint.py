@@ -20,7 +20,7 @@ import pandas as pd
 
 from dcign_eval.metrics.paper import ANGLE_FACTORS, paper_measurements
 from dcign_eval.metrics.suite import DEFAULT_GRID
-from dcign_eval.models import load_model
+from dcign_eval.protocol import load_model
 from trainer.faces.world import GridSpec, render_grid
 
 VALIDATION_IDENTITIES = slice(10, 20)  # of the test split; the evaluation grid has 0..9

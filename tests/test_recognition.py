@@ -186,7 +186,7 @@ def test_run_recognition_writes_outputs_and_is_reproducible(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
     try:
-        from dcign_eval.models import load_model  # noqa: F401
+        from dcign_eval.protocol import load_model  # noqa: F401
         from trainer.checkpoint import latent_layout, save_checkpoint
         from trainer.model import DCIGN, ModelConfig
     except ImportError as e:  # the loader is developed alongside; say why instead of failing

@@ -73,6 +73,11 @@ class Checkpoint:
     def step(self) -> int:
         return int(self.state["step"])
 
+    @property
+    def weights_sha256(self) -> str:
+        """The sha256 of the weights file, as state.json records it: the model's fingerprint."""
+        return str(self.state["files"][WEIGHTS])
+
 
 def latent_layout(model_config: ModelConfig) -> dict:
     """Human-readable layout: named latents and the intrinsic block as [first, last]."""
