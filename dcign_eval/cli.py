@@ -127,26 +127,14 @@ def train(ctx: typer.Context) -> None:
     raise typer.Exit(train_main(list(ctx.args), prog="dcign-eval train"))
 
 
-def _evaluation_world(loaded: dict, identities: int, grid_dir: Path, verb: str):
-    """The held-out evaluation grid (rendered once, then reused) at the loaded models' one size."""
-    import numpy as np
-
-    from dcign_eval.console import progress_bar
-    from dcign_eval.metrics.suite import evaluation_spec, evaluation_world
-
-    sizes = {m.image_size for m in loaded.values()}
-    if len(sizes) != 1:
-        raise DcignError(f"the models take different image sizes {sorted(sizes)}; {verb} them "
-                         f"separately")
-    total = int(np.prod(evaluation_spec(identities).factor_sizes))
-    with progress_bar(total, "evaluation grid") as advance:
-        return evaluation_world(grid_dir, sizes.pop(), identities, progress=advance)
+MODEL_HELP = ("A run directory, a shipped model (dcign, vae), path/to/file.py:factory or "
+              "package.module:factory")
 
 
 @app.command("metrics")
 def metrics_cmd(
-    model: list[str] = typer.Option(["dcign", "vae"], "--model", help="Run directory or shipped "
-                                    "model name; repeat for several."),
+    model: list[str] = typer.Option(["dcign", "vae"], "--model", help=MODEL_HELP + "; repeat for "
+                                    "several."),
     out: Path = typer.Option(Path("out/metrics"), "--out", help="Directory for metrics.csv/json."),
     identities: int = typer.Option(10, min=2, help="Held-out identities in the evaluation grid."),
     grid_dir: Path = typer.Option(Path("data"), "--grid-dir", help="Where the evaluation grid is "
@@ -168,29 +156,35 @@ def metrics_cmd(
     scores as disentanglement_lib defines them, plus the paper's: Spearman |rho| and monotone-fit
     R^2 of each named neuron against its factor (a baseline's best single latent stands in) and
     the intrinsic block's within/between-identity distance ratio. Everything is measured on a
-    factor grid of identities never seen in training. Writes a tidy metrics.csv and metrics.json
-    (model, metric, value, seconds) and prints a table.
+    factor grid of identities never seen in training, rendered at each model's image size. Writes
+    a tidy metrics.csv and metrics.json (model, metric, value, seconds) and prints a table, and
+    which latent stood for each angle (the model's named latent, or its best single latent).
     """
-    from dcign_eval import load_model
+    from dcign_eval.console import progress_bar
     from dcign_eval.metrics import DCI_MODE_LABELS, write_metrics
-    from dcign_eval.metrics.suite import measure_models, wide_table
+    from dcign_eval.metrics.suite import evaluation_worlds, latents_used, measure_models, wide_table
+    from dcign_eval.protocol import load_models
 
-    loaded = {name: load_model(name) for name in model}
-    world = _evaluation_world(loaded, identities, grid_dir, "measure")
+    models = load_models(model)
+    worlds = evaluation_worlds(models, grid_dir, identities, progress=progress_bar)
     overrides = {k: v for k, v in (("num_train", num_train), ("num_eval", num_eval)) if v}
     selected = None if not metric else [m for m in metric if m != "none"]
-    df = measure_models(loaded, world, seed=seed, metrics=selected, dci_mode=dci, **overrides)
+    df = measure_models(models, worlds, seed=seed, metrics=selected, dci_mode=dci, **overrides)
     csv_path, json_path = write_metrics(df, out)
     typer.echo(wide_table(df).to_string(float_format=lambda v: f"{v:.3f}"))
+    typer.echo("latents standing for each angle:")
+    for name, part in latents_used(models, df).groupby("model", sort=False):
+        typer.echo(f"  {name}: " + ", ".join(f"{r.factor} = z{r.latent} ({r.neuron})"
+                                             for r in part.itertuples()))
     typer.echo(f"DCI estimator: {DCI_MODE_LABELS[dci]}")
     typer.echo(f"wrote {csv_path} and {json_path}")
 
 
 @app.command("diagnose")
 def diagnose_cmd(
-    model: list[str] = typer.Option(["dcign"], "--model", help="Run directory or shipped model "
-                                    "name; repeat for several (e.g. --model dcign --model vae). "
-                                    "Entangled models get the code budget only."),
+    model: list[str] = typer.Option(["dcign"], "--model", help=MODEL_HELP + "; repeat for "
+                                    "several (e.g. --model dcign --model vae). Models without "
+                                    "named latents get the code budget only."),
     out: Path = typer.Option(Path("out/diagnose"), "--out", help="Directory for "
                              "diagnostics.csv and code_budget.csv."),
     identities: int = typer.Option(10, min=2, help="Held-out identities in the evaluation grid."),
@@ -208,23 +202,33 @@ def diagnose_cmd(
 
     Per model, the code budget: KL(q(z|x) || N(0, I)) in nats per image, the information the code
     carries, split into each named neuron and the intrinsic block (an entangled model: its whole
-    code), with the latents above 0.1 nat counted as active. Writes code_budget.csv.
+    code), with the latents above 0.1 nat counted as active. Writes code_budget.csv. A model
+    without an encoder posterior (no encode_posterior) has no budget and no posterior_sd.
     """
     import pandas as pd
 
-    from dcign_eval import load_model
+    from dcign_eval.console import progress_bar
     from dcign_eval.metrics.factor_fit import GRID_FACTORS, code_budget, neuron_diagnostics
+    from dcign_eval.metrics.suite import evaluation_worlds, grid_codes
+    from dcign_eval.protocol import load_models
     from trainer.io import atomic_write_text
 
-    loaded = {name: load_model(name) for name in model}
-    world = _evaluation_world(loaded, identities, grid_dir, "diagnose")
+    models = load_models(model)
+    worlds = evaluation_worlds(models, grid_dir, identities, progress=progress_bar)
     rows, budget = [], []
-    for name, m in loaded.items():
-        mu, sd = m.encode_posterior(world.dataset.images)
+    for m in models:
+        world = worlds[m.image_size]
+        if m.has_posterior:
+            mu, sd = m.encode_posterior(world.dataset.images)
+        else:
+            mu, sd = grid_codes(m, world, progress=progress_bar), None
         for factor, k in m.latent_names.items():
-            rows.append({"model": name, "neuron": factor,
-                         **neuron_diagnostics(mu[:, k], sd[:, k], world.dataset.factors, factor)})
-        budget += [{"model": name, **r} for r in code_budget(mu, sd, m.latent_names)]
+            if factor not in GRID_FACTORS[1:]:
+                continue  # a name of the model's own, not a face-world angle
+            rows.append({"model": m.name, "neuron": factor, **neuron_diagnostics(
+                mu[:, k], None if sd is None else sd[:, k], world.dataset.factors, factor)})
+        if sd is not None:
+            budget += [{"model": m.name, **r} for r in code_budget(mu, sd, m.latent_names)]
     written = []
     if rows:
         table = pd.DataFrame(rows)
@@ -234,11 +238,15 @@ def diagnose_cmd(
         atomic_write_text(written[-1], table.to_csv(index=False))
         typer.echo(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))
         typer.echo("")
-    budget = pd.DataFrame(budget)
-    written.append(out / "code_budget.csv")
-    atomic_write_text(written[-1], budget.to_csv(index=False))
-    typer.echo("code budget, KL nats per image:")
-    typer.echo(budget.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if budget:
+        budget = pd.DataFrame(budget)
+        written.append(out / "code_budget.csv")
+        atomic_write_text(written[-1], budget.to_csv(index=False))
+        typer.echo("code budget, KL nats per image:")
+        typer.echo(budget.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if not written:
+        typer.echo("nothing to diagnose: no named latents and no encoder posterior")
+        return
     typer.echo(f"wrote {' and '.join(str(p) for p in written)}")
 
 
@@ -331,7 +339,7 @@ def _print_recognition(result) -> None:
 @app.command("traverse")
 def traverse_cmd(
     neuron: str = typer.Option("light", help="azimuth, elevation, light, a latent index, or all."),
-    model: str = typer.Option("dcign", help="A run directory or a shipped model (dcign, vae)."),
+    model: str = typer.Option("dcign", help=MODEL_HELP + "; it must decode."),
     identity: int = typer.Option(1_000_000, help="Face-world identity of the source face "
                                                  "(held-out identities start at 1,000,000)."),
     azimuth: float = typer.Option(0.0, help="Source face azimuth, degrees (-90..90)."),
@@ -360,7 +368,7 @@ def traverse_cmd(
 
     A face-world face stands beside its true render at each frame's calibrated angle.
 
-    The calibration is cached in $DCIGN_EVAL_CACHE (default ~/.cache/dcign-eval).
+    The calibration's codes are cached in $DCIGN_EVAL_CACHE (default ~/.cache/dcign-eval).
     """
     from dcign_eval import load_model
     from dcign_eval import traverse as tv
@@ -369,8 +377,10 @@ def traverse_cmd(
     if (from_deg is None) != (to_deg is None):
         raise DcignError("--from and --to go together (degrees, e.g. --from -60 --to 60)")
     loaded = load_model(model)
+    if not loaded.has_decode:
+        raise DcignError(f"{loaded.name} has no decode; a traversal decodes each frame")
     factors = tv.fidelity_factors(loaded, neuron) if fidelity else []
-    stem = tv.model_stem(model)
+    stem = tv.model_stem(loaded.name)
     results = tv.traverse_to_files(
         loaded, neuron, out_dir=out, stem=stem, image=image, identity=identity, azimuth=azimuth,
         elevation=elevation, light=light, faces=faces, frames=frames, fps=fps,

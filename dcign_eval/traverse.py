@@ -8,12 +8,11 @@ covers the range the latent takes on real data, and named latents are calibrated
 
 Read bottom up:
 
-* :func:`ssim` -- Gaussian-window SSIM (Wang et al. 2004), as scikit-image computes it.
 * Calibration (:func:`calibrate` -> :class:`Calibration`): encode a small factor grid of held-out
   identities (each angle swept with the others at 0, plus a coarse full grid); for each factor fit
   a monotone (isotonic) map from true degrees to the value of its latent, increasing or decreasing
   by the sign of the Spearman correlation, and its inverse; the percentile range of every latent.
-  Cached on disk per model fingerprint (atomic writes).
+  The codes come through the one cache of encoded codes (:mod:`dcign_eval.cache`).
 * Neurons (:func:`parse_neuron`, :func:`resolve_neuron`): ``azimuth``, ``elevation``, ``light``,
   an integer latent index, or ``all``. A baseline without named latents gets, for a factor name,
   the latent most correlated with that factor on the grid, and is told so.
@@ -26,9 +25,9 @@ Read bottom up:
   compare with the true render (MSE, SSIM), beside the reconstruction error of that true render --
   the "learned 3D rendering engine" claim as a number.
 
-A model is anything with ``encode(images) -> mu`` (N x D numpy), ``decode(z) -> images``
-(N x S x S floats in [0, 1]), ``latent_names`` and ``image_size``, e.g.
-:func:`dcign_eval.load_model`'s result.
+A model is any model of the protocol (:mod:`dcign_eval.protocol`) that can decode: ``encode``,
+``decode``, ``image_size`` and, optionally, ``latent_names``; :func:`dcign_eval.load_model`'s
+result, or any object with those members.
 """
 
 from __future__ import annotations
@@ -50,6 +49,9 @@ from scipy.ndimage import gaussian_filter
 from scipy.stats import rankdata
 from sklearn.isotonic import IsotonicRegression
 
+from dcign_eval.cache import ProgressFactory, encode_cached
+from dcign_eval.imaging import mse, ssim
+from dcign_eval.protocol import as_model
 from trainer.errors import DcignError
 from trainer.faces.render import FACTOR_RANGES, render_faces
 from trainer.faces.world import GENERATOR_VERSION, TEST_IDENTITY_OFFSET, factor_values
@@ -63,59 +65,6 @@ CALIBRATION_VERSION = 1
 FIDELITY_FIRST_IDENTITY = TEST_IDENTITY_OFFSET + 100
 MAX_FRAMES = 1000
 BACKGROUND = 40  # grey of gaps and margins, distinct from the renders' black background
-ENCODE_CHUNK = 256
-
-
-# -- SSIM ------------------------------------------------------------------------------------------
-
-def ssim(a, b, data_range: float = 1.0, sigma: float = 1.5) -> np.ndarray | float:
-    """Mean structural similarity of images (Wang et al., IEEE TIP 2004), per image.
-
-    Gaussian window (sigma 1.5, truncated at 3.5 sigma: 11x11), K1 = 0.01, K2 = 0.03, population
-    statistics, borders of half a window cropped before averaging: scikit-image's
-    ``structural_similarity(gaussian_weights=True, use_sample_covariance=False)``.
-
-    Args:
-        a, b: images of the same shape, (H, W) or (N, H, W).
-        data_range: the span of the pixel values (1 for [0, 1] floats, 255 for uint8).
-        sigma: standard deviation of the Gaussian window, pixels.
-    Returns:
-        a float for one image, else an (N,) array; 1 means identical.
-    """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise DcignError(f"ssim needs images of the same shape, got {a.shape} and {b.shape}")
-    if a.ndim not in (2, 3) or min(a.shape[-2:]) < 1:
-        raise DcignError(f"ssim takes (H, W) or (N, H, W) images, got shape {a.shape}")
-    if not data_range > 0:
-        raise DcignError(f"data_range must be > 0, got {data_range}")
-    single = a.ndim == 2
-    a, b = np.atleast_3d(a.T).T, np.atleast_3d(b.T).T  # (N, H, W)
-    truncate = 3.5
-    sigmas = (0.0, sigma, sigma)
-
-    def filt(x):
-        return gaussian_filter(x, sigma=sigmas, truncate=truncate, mode="reflect")
-
-    mu_a, mu_b = filt(a), filt(b)
-    var_a = filt(a * a) - mu_a ** 2
-    var_b = filt(b * b) - mu_b ** 2
-    cov = filt(a * b) - mu_a * mu_b
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) \
-        / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    pad = int(truncate * sigma + 0.5)
-    if min(s.shape[1:]) > 2 * pad:
-        s = s[:, pad:-pad, pad:-pad]
-    out = s.mean(axis=(1, 2))
-    return float(out[0]) if single else out
-
-
-def mse(a, b) -> np.ndarray:
-    """Per-image mean squared error of (N, H, W) images."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return ((a - b) ** 2).reshape(len(a), -1).mean(axis=1)
 
 
 # -- calibration -----------------------------------------------------------------------------------
@@ -232,7 +181,7 @@ class Calibration:
         spearman: factor -> (D,) Spearman correlation of each latent with the factor on its sweep.
         factors: factor -> the :class:`FactorMap` of the latent that stands for it (the named
             latent, or for a baseline the most correlated one).
-        spec: the grid it was fitted on; fingerprint: the model's (None: not cached).
+        spec: the grid it was fitted on.
     """
 
     latent_dim: int
@@ -241,11 +190,10 @@ class Calibration:
     spearman: dict[str, np.ndarray]
     factors: dict[str, FactorMap]
     spec: CalibrationSpec = field(default_factory=CalibrationSpec)
-    fingerprint: str | None = None
 
     def to_dict(self) -> dict:
         return {"format": CALIBRATION_FORMAT, "version": CALIBRATION_VERSION,
-                "fingerprint": self.fingerprint, "spec": self.spec.params(),
+                "spec": self.spec.params(),
                 "latent_dim": self.latent_dim, "low": self.low.tolist(),
                 "high": self.high.tolist(),
                 "spearman": {k: v.tolist() for k, v in self.spearman.items()},
@@ -262,7 +210,7 @@ class Calibration:
                   np.asarray(d["high"], np.float64),
                   {k: np.asarray(v, np.float64) for k, v in d["spearman"].items()},
                   {k: FactorMap.from_dict(m) for k, m in d["factors"].items()},
-                  spec, d.get("fingerprint"))
+                  spec)
         if len(cal.low) != cal.latent_dim or len(cal.high) != cal.latent_dim \
                 or set(cal.factors) != set(NAMED):
             raise ValueError("inconsistent calibration")
@@ -315,39 +263,6 @@ def _compute_calibration(codes: np.ndarray, factors: pd.DataFrame, latent_names:
     return Calibration(codes.shape[1], low, high, spearman, maps, spec)
 
 
-def model_fingerprint(model) -> str | None:
-    """A string that changes when the model's weights do: a ``fingerprint`` attribute, else the
-    sha256 of a run directory's weights (from its state.json); None when neither exists."""
-    fp = getattr(model, "fingerprint", None)
-    if isinstance(fp, str) and fp:
-        return fp
-    path = getattr(model, "path", None)
-    if path is None:
-        return None
-    path = Path(path)
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        digest = json.loads((path / "state.json").read_text())["files"]["model.safetensors"]
-        if isinstance(digest, str):
-            return digest
-    if (path / "model.safetensors").is_file():
-        return sha256_file(path / "model.safetensors")
-    return None
-
-
-def default_cache_dir() -> Path:
-    """``$DCIGN_EVAL_CACHE`` or ``~/.cache/dcign-eval``."""
-    return Path(os.environ.get("DCIGN_EVAL_CACHE") or "~/.cache/dcign-eval").expanduser()
-
-
-def _cache_path(model, spec: CalibrationSpec, fingerprint: str, cache_dir: Path) -> Path:
-    key = json.dumps({"fingerprint": fingerprint, "spec": spec.params(),
-                      "version": CALIBRATION_VERSION, "generator": GENERATOR_VERSION,
-                      "image_size": int(model.image_size),
-                      "latent_names": {k: int(v) for k, v in dict(model.latent_names).items()}},
-                     sort_keys=True)
-    return cache_dir / "calibration" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
-
-
 def _progress(enabled: bool, total: int, description: str):
     if not enabled:
         return contextlib.nullcontext(lambda n: None)
@@ -355,16 +270,11 @@ def _progress(enabled: bool, total: int, description: str):
     return progress_bar(total, description)
 
 
-def encode_images(model, images: np.ndarray, progress: bool = False,
-                  description: str = "encoding") -> np.ndarray:
-    """Encoder means of (N, S, S) images in chunks, with an optional progress bar."""
-    out = []
-    with _progress(progress, len(images), description) as advance:
-        for start in range(0, len(images), ENCODE_CHUNK):
-            chunk = images[start:start + ENCODE_CHUNK]
-            out.append(np.asarray(model.encode(chunk), np.float64))
-            advance(len(chunk))
-    return np.concatenate(out)
+def _progress_factory(enabled: bool) -> ProgressFactory | None:
+    if not enabled:
+        return None
+    from dcign_eval.console import progress_bar
+    return progress_bar
 
 
 def calibrate(model, spec: CalibrationSpec | None = None, *, cache: bool = True,
@@ -372,35 +282,26 @@ def calibrate(model, spec: CalibrationSpec | None = None, *, cache: bool = True,
     """Calibrate a model's latents against the face world's true factors.
 
     Args:
-        model: encode / decode / latent_names / image_size (see the module docstring).
+        model: a model of the protocol (see the module docstring).
         spec: the calibration grid (default :class:`CalibrationSpec`: 4 held-out identities).
-        cache: read and write the result under ``cache_dir``, keyed by the model's fingerprint
-            and the grid; a model without a fingerprint is never cached.
-        cache_dir: default :func:`default_cache_dir`.
-        progress: show a progress bar while rendering and encoding.
+        cache: encode through the one cache of codes (:mod:`dcign_eval.cache`), keyed by the
+            model's fingerprint and the images; False encodes afresh.
+        cache_dir: the cache's root (default ``$DCIGN_EVAL_CACHE``).
+        progress: show a progress bar while encoding.
     Returns:
         a :class:`Calibration`.
     """
+    model = as_model(model)
     spec = spec or CalibrationSpec()
-    fingerprint = model_fingerprint(model) if cache else None
-    path = None
-    if fingerprint is not None:
-        path = _cache_path(model, spec, fingerprint, Path(cache_dir or default_cache_dir()))
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            cal = Calibration.from_dict(json.loads(path.read_text()))
-            if cal.fingerprint == fingerprint:
-                return cal
     factors = calibration_factors(spec)
     images = render_faces(factors["identity"].to_numpy(), factors["azimuth"].to_numpy(),
                           factors["elevation"].to_numpy(), factors["light"].to_numpy(),
                           size=int(model.image_size))
-    codes = encode_images(model, images, progress, "calibrating latents")
-    cal = _compute_calibration(codes, factors, dict(model.latent_names), spec)
-    cal.fingerprint = fingerprint
-    if path is not None:
-        with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
-            atomic_write_text(path, json.dumps(cal.to_dict()) + "\n")
-    return cal
+    codes = encode_cached(model, images, cache_dir=cache_dir, cache=cache,
+                          progress=_progress_factory(progress),
+                          description="calibrating latents")
+    return _compute_calibration(codes.astype(np.float64), factors, dict(model.latent_names),
+                                spec)
 
 
 # -- neurons ---------------------------------------------------------------------------------------
@@ -914,12 +815,10 @@ def write_traversal(traversal: Traversal, out_dir: str | os.PathLike, stem: str,
             "png": write_png(out_dir / f"{stem}.png", contact_sheet(traversal))}
 
 
-def model_stem(path_or_name: str | os.PathLike) -> str:
-    """A short name for files: a shipped model's name, or the run directory's name."""
-    path = Path(path_or_name)
-    if path.name == "model.safetensors":
-        path = path.parent
-    return path.resolve().name if path.name in ("", ".", "..") else path.name
+def model_stem(name: str) -> str:
+    """A model's name as a file name: letters, digits, ``-``, ``_`` and ``.`` kept."""
+    keep = "".join(c if c.isalnum() or c in "-_." else "-" for c in str(name))
+    return keep.strip("-.") or "model"
 
 
 def traverse_to_files(model, neuron: str | int = "light", *, out_dir: str | os.PathLike,
@@ -934,7 +833,7 @@ def traverse_to_files(model, neuron: str | int = "light", *, out_dir: str | os.P
     """The ``dcign-eval traverse`` job: one GIF, MP4 and contact sheet per neuron.
 
     Args:
-        model: encode / decode / latent_names / image_size.
+        model: a model of the protocol that can decode (or a spec for :func:`load_model`).
         neuron: see :func:`parse_neuron`.
         out_dir, stem: files are ``out_dir/{stem}-{neuron label}.{gif,mp4,png}``.
         image: a picture file to use as the source instead of face-world faces.
@@ -945,6 +844,9 @@ def traverse_to_files(model, neuron: str | int = "light", *, out_dir: str | os.P
         calibration: default :func:`calibrate` (cached).
         progress: progress bars on stderr.
     """
+    model = as_model(model)
+    if not model.has_decode:
+        raise DcignError(f"{model.name} has no decode; a traversal decodes each frame")
     wanted = parse_neuron(neuron)
     _check_fps(fps)
     names = {int(v): k for k, v in dict(model.latent_names).items() if k in NAMED}
@@ -991,7 +893,7 @@ def rerender_fidelity(model, calibration: Calibration, factors: Sequence[str] = 
     that true render (encode, decode): what the model achieves when it sees the target itself.
 
     Args:
-        model: encode / decode / latent_names / image_size.
+        model: a model of the protocol that can decode.
         calibration: from :func:`calibrate`.
         factors: which of azimuth, elevation, light.
         model_name: the ``model`` column.
@@ -1006,6 +908,7 @@ def rerender_fidelity(model, calibration: Calibration, factors: Sequence[str] = 
     if isinstance(n_identities, bool) or not isinstance(n_identities, (int, np.integer)) \
             or not 1 <= n_identities <= 10_000:
         raise DcignError(f"fidelity needs 1..10000 identities, got {n_identities!r}")
+    model = as_model(model)
     for name in factors:
         if name not in NAMED:
             raise DcignError(f"unknown factor {name!r}; choose from {', '.join(NAMED)}")
@@ -1032,10 +935,10 @@ def rerender_fidelity(model, calibration: Calibration, factors: Sequence[str] = 
             # All (face, target) pairs at once, face-major: row i * T + j.
             z = np.repeat(mu, len(tg), axis=0)
             z[:, fmap.latent] = np.tile(fmap.to_latent(tg), n)
-            truth = render_sources(src, size, name, tg).reshape(n * len(tg), size, size)
-            truth = truth.astype(np.float64) / 255
+            true_images = render_sources(src, size, name, tg).reshape(n * len(tg), size, size)
+            truth = true_images.astype(np.float64) / 255
             rerendered = np.asarray(model.decode(z.astype(np.float32)), np.float64)
-            codes = encode_images(model, truth.astype(np.float32))
+            codes = np.asarray(model.encode(true_images), np.float64)
             recon = np.asarray(model.decode(codes.astype(np.float32)), np.float64)
             scores = {"mse": mse(rerendered, truth), "ssim": ssim(rerendered, truth),
                       "recon_mse": mse(recon, truth), "recon_ssim": ssim(recon, truth)}

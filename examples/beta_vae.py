@@ -66,7 +66,7 @@ class BetaVAEModel:
     @torch.no_grad()
     def encode(self, images) -> torch.Tensor:
         """Encoder means (N, latents) of uint8 (N, 32, 32) images (a torch tensor: allowed)."""
-        x = torch.as_tensor(np.asarray(images), dtype=torch.float32).div(255).unsqueeze(1)
+        x = torch.as_tensor(np.array(images), dtype=torch.float32).div(255).unsqueeze(1)
         return self.net.encoder(x).chunk(2, dim=1)[0]
 
     @torch.no_grad()

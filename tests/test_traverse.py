@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dcign_eval import cli
+from dcign_eval import cli, imaging
 from dcign_eval import traverse as tv
 from trainer.errors import DcignError
 from trainer.faces import TEST_IDENTITY_OFFSET, render_faces
@@ -139,20 +139,20 @@ def one_line(exc_info) -> str:
 def test_ssim_known_values():
     rng = np.random.default_rng(0)
     a = rng.random((3, 32, 32))
-    np.testing.assert_allclose(tv.ssim(a, a), 1.0, atol=1e-12)
+    np.testing.assert_allclose(imaging.ssim(a, a), 1.0, atol=1e-12)
     # Constant images: the structure term is (C2)/(C2) = 1, the luminance term is exact.
     c1 = 0.01 ** 2
     expected = (2 * 0.2 * 0.6 + c1) / (0.2 ** 2 + 0.6 ** 2 + c1)
-    assert tv.ssim(np.full((20, 20), 0.2), np.full((20, 20), 0.6)) == pytest.approx(expected)
-    assert tv.ssim(np.full((20, 20), 51), np.full((20, 20), 153), data_range=255) \
+    assert imaging.ssim(np.full((20, 20), 0.2), np.full((20, 20), 0.6)) == pytest.approx(expected)
+    assert imaging.ssim(np.full((20, 20), 51), np.full((20, 20), 153), data_range=255) \
         == pytest.approx(expected)
     noisy = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1)
     noisier = np.clip(a + rng.normal(0, 0.3, a.shape), 0, 1)
-    s1, s2 = tv.ssim(a, noisy), tv.ssim(a, noisier)
+    s1, s2 = imaging.ssim(a, noisy), imaging.ssim(a, noisier)
     assert np.all(s2 < s1) and np.all(s1 < 1)
-    np.testing.assert_allclose(tv.ssim(noisy, a), s1)
+    np.testing.assert_allclose(imaging.ssim(noisy, a), s1)
     with pytest.raises(DcignError) as e:
-        tv.ssim(a, a[:, :16])
+        imaging.ssim(a, a[:, :16])
     assert "same shape" in one_line(e)
 
 
@@ -175,23 +175,23 @@ def test_calibration_recovers_the_known_maps(calibration):
     assert calibration.low[0] == pytest.approx(-3, abs=0.05)
 
 
-def test_calibration_is_cached_per_model(standin, tmp_path):
+def test_calibration_codes_come_from_the_one_cache(standin, tmp_path):
     model = standin.clone("weights-a")
     first = tv.calibrate(model, SPEC, cache_dir=tmp_path)
     calls = model.encode_calls
-    assert calls > 0 and len(list((tmp_path / "calibration").glob("*.json"))) == 1
+    assert calls > 1 and len(list((tmp_path / "codes").rglob("*.npy"))) == 1
     again = tv.calibrate(model, SPEC, cache_dir=tmp_path)
-    assert model.encode_calls == calls  # read from disk, nothing encoded
+    assert model.encode_calls == calls + 1  # the protocol's probe batch; the grid from disk
     np.testing.assert_array_equal(again.high, first.high)
     np.testing.assert_array_equal(again.factors["light"].values, first.factors["light"].values)
-    other = standin.clone("weights-b")
+    other = standin.clone("weights-b")  # another fingerprint: its own entry
     tv.calibrate(other, SPEC, cache_dir=tmp_path)
-    assert other.encode_calls > 0 and len(list((tmp_path / "calibration").glob("*.json"))) == 2
-    for path in (tmp_path / "calibration").glob("*.json"):  # a damaged cache is recomputed
-        path.write_text("{not json")
+    assert other.encode_calls == calls and len(list((tmp_path / "codes").iterdir())) == 2
+    for path in (tmp_path / "codes").rglob("*.npy"):  # a damaged entry is encoded again
+        path.write_bytes(b"not an array")
     tv.calibrate(model, SPEC, cache_dir=tmp_path)
-    assert model.encode_calls == 2 * calls
-    assert not list((tmp_path / "calibration").glob(".*.tmp"))
+    assert model.encode_calls == 2 * calls + 1
+    assert not list((tmp_path / "codes").rglob(".*.tmp"))
 
 
 # -- sweeps ----------------------------------------------------------------------------------------
@@ -391,7 +391,7 @@ def test_cli_traverse_on_a_trained_model(tiny_run, tmp_path, monkeypatch, capsys
     frame = pd.read_csv(out / "run-fidelity.csv")
     assert set(frame["neuron"]) == set(tv.NAMED) and frame[["mse", "ssim"]].notna().all().all()
     assert iio.imread(out / "run-light.gif", index=None).shape[0] == 5
-    assert len(list((tmp_path / "cache" / "calibration").glob("*.json"))) == 1
+    assert len(list((tmp_path / "cache" / "codes").iterdir())) == 1  # one model, one entry dir
 
     # Plumbing of the real model: its decoded frames change along the light sweep.
     from dcign_eval import load_model

@@ -171,7 +171,8 @@ def neuron_diagnostics(latent, posterior_sd, factors, factor: str) -> dict[str, 
 
     Args:
         latent: (N,) encoder means of the neuron over a complete factor grid.
-        posterior_sd: (N,) the encoder's standard deviations of the same neuron.
+        posterior_sd: (N,) the encoder's standard deviations of the same neuron, or None for a
+            model without a posterior (``posterior_sd`` is then NaN).
         factors: table (N rows) with the columns of :data:`GRID_FACTORS`.
         factor: the neuron's factor (one of azimuth, elevation, light).
 
@@ -190,7 +191,8 @@ def neuron_diagnostics(latent, posterior_sd, factors, factor: str) -> dict[str, 
         whose noise exceeds its spread carries its factor poorly.
     """
     latent = _check_vector(latent, "latent")
-    sd = _check_vector(posterior_sd, "posterior_sd", len(latent))
+    sd = None if posterior_sd is None else _check_vector(posterior_sd, "posterior_sd",
+                                                         len(latent))
     missing = [c for c in GRID_FACTORS if c not in factors]
     if missing:
         raise DcignError(f"factors lack the columns {missing}")
@@ -218,7 +220,7 @@ def neuron_diagnostics(latent, posterior_sd, factors, factor: str) -> dict[str, 
         means = frame.groupby(c).z.transform("mean").to_numpy()
         out[f"eta2_{c}"] = float(means.var() / var) if var > 0 else 0.0
     out["code_sd"] = float(latent.std())
-    out["posterior_sd"] = float(sd.mean())
+    out["posterior_sd"] = float(sd.mean()) if sd is not None else float("nan")
     return out
 
 

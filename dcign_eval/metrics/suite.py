@@ -7,10 +7,12 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
+from dcign_eval.cache import CodedGrid, ProgressFactory, encode_cached, identity
 from dcign_eval.metrics import METRIC_KEYS, evaluate_timed, metrics_table
-from dcign_eval.metrics.paper import PAPER_KEYS, paper_measurements
+from dcign_eval.metrics.paper import ANGLE_FACTORS, PAPER_KEYS, paper_measurements
 from trainer.faces import FaceWorld, GridSpec, render_grid
 
 DEFAULT_GRID = dict(split="test", n_identities=10, azimuth_step=10, elevation_step=10,
@@ -31,36 +33,85 @@ def evaluation_world(grid_dir: str | Path, size: int, n_identities: int = 10,
     return FaceWorld.from_dataset(dataset)
 
 
+def evaluation_worlds(models: Sequence, grid_dir: str | Path, n_identities: int = 10,
+                      progress: ProgressFactory | None = None) -> dict[int, FaceWorld]:
+    """The held-out grid at every image size the models take: image size -> world."""
+    out = {}
+    for size in dict.fromkeys(int(m.image_size) for m in models):
+        total = int(np.prod(evaluation_spec(n_identities).factor_sizes))
+        bar = progress(total, f"evaluation grid, {size}x{size}") if progress else None
+        if bar is None:
+            out[size] = evaluation_world(grid_dir, size, n_identities)
+            continue
+        with bar as advance:
+            out[size] = evaluation_world(grid_dir, size, n_identities, progress=advance)
+    return out
+
+
+def grid_codes(model, world: FaceWorld, *, cache_dir=None,
+               progress: ProgressFactory | None = None) -> np.ndarray:
+    """The model's codes of every grid image, row i the image of flat index i (cached)."""
+    return encode_cached(model, world.dataset.images, cache_dir=cache_dir, progress=progress,
+                         description=f"encoding the grid ({model.name})")
+
+
 def measure_model(model, world: FaceWorld, seed: int = 0, metrics: Sequence[str] | None = None,
+                  *, codes: np.ndarray | None = None, cache_dir=None,
                   **overrides) -> tuple[dict[str, float], dict[str, float]]:
     """(values, seconds) of the metrics (all if None; ``[]`` for none) and the paper's
-    measurements for one loaded model."""
-    values, seconds = ({}, {}) if metrics is not None and len(metrics) == 0 else \
-        evaluate_timed(world, model.encode, metrics, seed=seed, **overrides)
+    measurements for one model (:class:`dcign_eval.protocol.Model`).
+
+    ``codes``: the model's :func:`grid_codes` if already at hand (else they are encoded through
+    the cache, and the encoding time is charged to the paper's measurements)."""
     start = time.perf_counter()
-    codes = model.encode(world.dataset.images)
+    if codes is None:
+        codes = grid_codes(model, world, cache_dir=cache_dir)
+    encoding = time.perf_counter() - start
+    values, seconds = ({}, {}) if metrics is not None and len(metrics) == 0 else \
+        evaluate_timed(CodedGrid(world, codes), identity, metrics, seed=seed, **overrides)
+    start = time.perf_counter()
     paper = paper_measurements(codes, world.dataset.factors, model.latent_names,
                                random_state=seed)
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - start + encoding
     for key in PAPER_KEYS:
         values[key] = paper[key]
         seconds[key] = elapsed / len(PAPER_KEYS)
-    for name in ("azimuth", "elevation", "light"):
+    for name in ANGLE_FACTORS:
         values[f"neuron_{name}"] = paper[f"neuron_{name}"]
     return values, seconds
 
 
-def measure_models(models: dict[str, object], world: FaceWorld, seed: int = 0,
-                   metrics: Sequence[str] | None = None, **overrides) -> pd.DataFrame:
-    """Tidy frame (model, metric, value, seconds) over several loaded models."""
+def measure_models(models: Sequence, worlds: dict[int, FaceWorld], seed: int = 0,
+                   metrics: Sequence[str] | None = None, *, cache_dir=None,
+                   **overrides) -> pd.DataFrame:
+    """Tidy frame (model, metric, value, seconds) over several models, each measured on the grid
+    of its image size (``worlds``: image size -> world, as :func:`evaluation_worlds`)."""
     results, seconds = {}, {}
-    for name, model in models.items():
-        results[name], seconds[name] = measure_model(model, world, seed, metrics, **overrides)
+    for model in models:
+        results[model.name], seconds[model.name] = measure_model(
+            model, worlds[int(model.image_size)], seed, metrics, cache_dir=cache_dir,
+            **overrides)
     df = metrics_table(results, seconds)
     order = {k: i for i, k in enumerate((*METRIC_KEYS, *PAPER_KEYS))}
     df["_order"] = df["metric"].map(lambda m: order.get(m, len(order)))
     return df.sort_values(["model", "_order"], kind="stable").drop(columns="_order").reset_index(
         drop=True)
+
+
+def latents_used(models: Sequence, df: pd.DataFrame) -> pd.DataFrame:
+    """Which latent stood for each angle in the paper's measurements: one row per model and
+    factor, with the latent and whether the model names it or it is the best single latent."""
+    rows = []
+    for model in models:
+        for name in ANGLE_FACTORS:
+            found = df[(df["model"] == model.name) & (df["metric"] == f"neuron_{name}")]
+            if not len(found):
+                continue
+            named = name in model.latent_names
+            rows.append({"model": model.name, "factor": name,
+                         "latent": int(found["value"].iloc[0]),
+                         "neuron": "named" if named else "best single latent"})
+    return pd.DataFrame(rows, columns=["model", "factor", "latent", "neuron"])
 
 
 def wide_table(df: pd.DataFrame) -> pd.DataFrame:
