@@ -252,15 +252,15 @@ def diagnose_cmd(
 
 @app.command("recognition")
 def recognition_cmd(
-    model: str = typer.Option("dcign", help="The DC-IGN: a run directory or a shipped model; "
-                                            "'none' leaves it out."),
-    baseline: str = typer.Option("vae", help="The entangled baseline: a run directory or a "
-                                             "shipped model; 'none' leaves it out."),
+    model: list[str] = typer.Option(["dcign", "vae"], "--model", help=MODEL_HELP + "; repeat "
+                                    "for several, 'none' for none. The first is the reference "
+                                    "of the paired comparison."),
     identities: int = typer.Option(100, help="Held-out identities (never seen in training), >= 2."),
     out: Path = typer.Option(Path("out/recognition"), "--out", help="Output directory."),
     seed: int = typer.Option(0, min=0, help="Seed of every random choice."),
-    size: Optional[int] = typer.Option(None, help="Image size in pixels (default: the models', "
-                                                  "64 without models)."),
+    size: Optional[int] = typer.Option(None, help="Image size of the pixel and PCA features "
+                                                  "(default: the first model's, 64 without "
+                                                  "models); each model sees its own size."),
     azimuth_step: float = typer.Option(15.0, help="Probe azimuth grid step, degrees (-90..90)."),
     elevation_step: float = typer.Option(15.0, help="Probe elevation grid step, degrees."),
     light_step: float = typer.Option(20.0, help="Probe light azimuth grid step, degrees."),
@@ -270,31 +270,32 @@ def recognition_cmd(
                                                         "training identities); 0: no PCA."),
     classifier: list[str] = typer.Option([], help="Classifier(s): 1nn-cosine, logistic, "
                                                   "linear-svc (default: all three)."),
-    cache: Optional[Path] = typer.Option(None, help="Cache of rendered faces and codes "
-                                                    "(default: OUT/cache)."),
+    cache: Optional[Path] = typer.Option(None, help="Cache of rendered faces (default: "
+                                                    "OUT/cache)."),
 ) -> None:
     """Invariant face recognition: identify held-out faces across pose and light.
 
     Gallery: each identity frontal (one-view), or frontal plus azimuth -90, -45, 45, 90
     (several-views). Probes: the other views of the grid.
 
-    Features: DC-IGN intrinsic block, DC-IGN full code, baseline code, PCA of pixels, pixels.
-    Classifiers: 1-NN cosine, logistic regression, linear SVM. Verification: ROC AUC, EER.
+    Features: each model's intrinsic block (its latents not named, or its own intrinsic) and full
+    code, PCA of pixels, pixels. Classifiers: 1-NN cosine, logistic regression, linear SVM.
+    Verification: ROC AUC, EER.
 
-    Writes CSVs and plots to --out and prints a summary; codes are cached under --cache.
+    Writes tidy CSVs (a feature column naming the model) and plots to --out and prints a
+    summary; codes are cached in $DCIGN_EVAL_CACHE.
     """
     from dcign_eval.console import progress_bar
+    from dcign_eval.protocol import load_models
     from dcign_eval.recognition import CLASSIFIERS, ProbeGrid, run_recognition
 
-    def _none(name: str):
-        return None if name.strip().lower() in ("", "none") else name
-
+    specs = [m for m in model if m.strip().lower() not in ("", "none")]
     grid = ProbeGrid(azimuth_step, elevation_step, light_step,
                      probes_per_azimuth=probes_per_azimuth or None)
     if size is not None:
         _check_size(size)
-    result = run_recognition(_none(model), _none(baseline), out=out, n_identities=identities,
-                             size=size, grid=grid, classifiers=tuple(classifier) or CLASSIFIERS,
+    result = run_recognition(load_models(specs), out=out, n_identities=identities, size=size,
+                             grid=grid, classifiers=tuple(classifier) or CLASSIFIERS,
                              pca_components=pca_components or None, cache_dir=cache,
                              random_state=seed, progress=progress_bar)
     _print_recognition(result)
@@ -325,8 +326,8 @@ def _print_recognition(result) -> None:
           [(r.feature, f"{r.auc:.3f}", f"{r.eer:.3f}")
            for r in result.verification_summary.itertuples()])
     if len(result.comparison):
-        table(f"Accuracy at {large}: dcign-intrinsic vs other (paired McNemar)",
-              ("classifier", "protocol", "other", "intr.", "other", "p", "intr. is"),
+        table(f"Accuracy at {large}: {p['reference']} vs other (paired McNemar)",
+              ("classifier", "protocol", "other", "ref.", "other", "p", "ref. is"),
               [(r.classifier, r.protocol, r.other, f"{r.accuracy_reference:.3f}",
                 f"{r.accuracy_other:.3f}",
                 f"{r.p_value:.1e}" if r.p_value < 1e-3 else f"{r.p_value:.3f}",

@@ -15,9 +15,9 @@ Set-up (all identities held out: ``split_identities("test", n)``, never seen in 
   each identity gets ``probes_per_azimuth`` (elevation, light) pairs drawn at random for every
   azimuth, so every azimuth bin holds the same number of probes; ``None`` takes the whole grid.
   Gallery views are never probes, so both protocols score the same probes.
-* Feature sets are callables ``images (N, S, S) -> (N, F)``: the DC-IGN intrinsic block
-  (latents 3..D-1), the DC-IGN full code, the entangled baseline's code, PCA of pixels fitted on
-  training identities, raw pixels.
+* Feature sets are callables ``images (N, S, S) -> (N, F)``: for each model its intrinsic block
+  (a DC-IGN's latents 3..D-1, or the model's own ``intrinsic``) and its full code; PCA of pixels
+  fitted on training identities; raw pixels.
 * Classifiers (scikit-learn) on L2-normalised feature rows: 1-nearest-neighbour with cosine
   distance, multinomial logistic regression and a linear SVM (one-vs-rest). With the one-view
   gallery the two linear models train on ONE sample per class; that is allowed and intended (it
@@ -48,29 +48,29 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from dcign_eval.cache import ProgressFactory, encode_cached
+from dcign_eval.protocol import as_model
 from trainer.errors import DatasetError, DcignError
 from trainer.faces import FACTOR_RANGES, load_dataset, render_faces, split_identities, write_dataset
 from trainer.faces.world import GENERATOR_VERSION, factor_values
-from trainer.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
+from trainer.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 FeatureFn = Callable[[np.ndarray], np.ndarray]
-ProgressFactory = Callable[[int, str], ContextManager[Callable[[int], None]]]
 
 CLASSIFIERS = ("1nn-cosine", "logistic", "linear-svc")
 PROTOCOLS = ("one-view", "several-views")
 VIEWS = ("reference", "gallery", "probe")
-# Order of the feature sets in tables and plots.
-FEATURE_ORDER = ("dcign-intrinsic", "dcign-full", "vae", "pca", "pixels")
+# Order of the feature sets in tables and plots: the models' (as given), then these.
+FEATURE_ORDER = ("pca", "pixels")
 REFERENCE_VIEW = (0.0, 0.0, 0.0)  # (azimuth, elevation, light): frontal, level, lit from the front
 SEVERAL_VIEWS = ((0.0, 0.0, 0.0), (-90.0, 0.0, 0.0), (-45.0, 0.0, 0.0), (45.0, 0.0, 0.0),
                  (90.0, 0.0, 0.0))
 RENDER_CHUNK = 512
-ENCODE_CHUNK = 256
 LARGE_POSE = 60.0  # |azimuth| from which a pose change counts as large, degrees
 
 
@@ -332,84 +332,41 @@ class PixelPCA:
     __call__ = transform
 
 
-def _model_key(model) -> str | None:
-    """A content key of a model's weights (for the code cache), or None when it has none."""
-    path = getattr(model, "path", None)
-    if path is not None and (Path(path) / "model.safetensors").is_file():
-        return sha256_file(Path(path) / "model.safetensors")[:16]
-    return None
-
-
-def intrinsic_latents(model) -> slice:
-    """The intrinsic block: every latent after the named ones (3..D-1 for a DC-IGN)."""
-    names = dict(getattr(model, "latent_names", {}) or {})
-    if not names:
-        raise DcignError("this model names no latents (an entangled baseline?); the intrinsic "
-                         "block needs a DC-IGN")
-    return slice(len(names), None)
-
-
 @dataclass
 class ModelFeatures:
-    """Latent means of a model as a feature callable: ``model.encode(images)[:, latents]``.
+    """A model's codes as a feature callable: ``model.encode(images)[:, latents]``.
 
-    Codes are cached under ``cache_dir`` keyed by the model's weights and the images' bytes, so
-    several feature sets from one model (intrinsic block, full code) encode once.
+    Codes come through the one cache of encoded codes (:mod:`dcign_eval.cache`), so several
+    feature sets of one model (intrinsic block, full code) encode once.
+
+    Attributes:
+        model: a :class:`dcign_eval.protocol.Model`.
+        latents: the latents kept (None: all).
+        cache_dir: the codes cache's root (None: ``$DCIGN_EVAL_CACHE``).
     """
 
     model: Any
-    latents: Sequence[int] | slice | None = None
+    latents: Sequence[int] | None = None
     cache_dir: Path | None = None
     progress: ProgressFactory | None = None
-    description: str = "encoding"
 
     def __call__(self, images) -> np.ndarray:
         codes = encode_cached(self.model, images, cache_dir=self.cache_dir,
-                              progress=self.progress, description=self.description)
-        if self.latents is None:
-            return codes
-        return codes[:, self.latents if isinstance(self.latents, slice) else list(self.latents)]
+                              progress=self.progress, description=f"encoding ({self.model.name})")
+        return codes if self.latents is None else codes[:, list(self.latents)]
 
 
-def encode_cached(model, images, *, cache_dir=None, progress: ProgressFactory | None = None,
-                  description: str = "encoding") -> np.ndarray:
-    """``model.encode`` over ``images`` in chunks, cached as ``codes-<model>-<images>.npy``."""
-    images = np.asarray(images)
-    path = None
-    model_key = _model_key(model)
-    if cache_dir is not None and model_key is not None:
-        image_key = hashlib.sha256(images.tobytes()).hexdigest()[:16]
-        path = Path(cache_dir) / f"codes-{model_key}-{image_key}.npy"
-        if path.is_file():
-            try:
-                codes = np.load(path)
-                if codes.ndim == 2 and len(codes) == len(images):
-                    return codes
-            except (ValueError, OSError):
-                pass  # a damaged cache entry: encode again
-    chunks = []
-    with _progress(progress, len(images), description) as advance:
-        for start in range(0, len(images), ENCODE_CHUNK):
-            chunk = images[start:start + ENCODE_CHUNK]
-            chunks.append(np.asarray(model.encode(chunk), dtype=np.float32))
-            if advance:
-                advance(len(chunk))
-    codes = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
-    if codes.ndim != 2 or len(codes) != len(images):
-        raise DcignError(f"model.encode returned shape {codes.shape} for {len(images)} images")
-    if path is not None:
-        buf = io.BytesIO()
-        np.save(buf, codes)
-        atomic_write_bytes(path, buf.getvalue())
-    return codes
-
-
-def check_model_size(model, size: int, role: str = "model") -> None:
-    """DcignError unless ``model.image_size == size``."""
-    model_size = int(getattr(model, "image_size"))
-    if model_size != int(size):
-        raise DcignError(f"the {role} takes {model_size}x{model_size} images but the faces are "
-                         f"rendered at {size}x{size}; pass --size {model_size} or another model")
+def model_feature_sets(model, *, cache_dir=None, progress: ProgressFactory | None = None
+                       ) -> dict[str, ModelFeatures]:
+    """A model's feature sets: ``<name>: intrinsic block`` (when its intrinsic latents are not its
+    whole code: a DC-IGN's latents after the named ones, or the model's own ``intrinsic``) and
+    ``<name>: full code``."""
+    out = {}
+    if 0 < len(model.intrinsic) < model.latent_dim:
+        out[f"{model.name}: intrinsic block"] = ModelFeatures(model, model.intrinsic, cache_dir,
+                                                              progress)
+    out[f"{model.name}: full code"] = ModelFeatures(model, None, cache_dir, progress)
+    return out
 
 
 def extract_features(feature_sets: Mapping[str, FeatureFn], images) -> dict[str, np.ndarray]:
@@ -577,14 +534,16 @@ def accuracy_table(predictions: pd.DataFrame, azimuth_bin: float = 15.0,
 
 
 def _order(frame: pd.DataFrame) -> pd.DataFrame:
-    """Feature sets in :data:`FEATURE_ORDER` (others after, as given), classifiers and protocols
-    in their canonical order, as ordered categoricals for sorting."""
+    """Feature sets of the models first (as given), then :data:`FEATURE_ORDER`; classifiers and
+    protocols in their canonical order; as ordered categoricals for sorting."""
     frame = frame.copy()
     for col, canonical in (("feature", FEATURE_ORDER), ("classifier", CLASSIFIERS),
                            ("protocol", PROTOCOLS)):
         if col in frame:
             seen = list(dict.fromkeys(frame[col]))
-            order = [v for v in canonical if v in seen] + [v for v in seen if v not in canonical]
+            order = ([v for v in seen if v not in canonical] + [v for v in canonical if v in seen]
+                     if col == "feature" else
+                     [v for v in canonical if v in seen] + [v for v in seen if v not in canonical])
             frame[col] = pd.Categorical(frame[col], categories=order, ordered=True)
     return frame
 
@@ -626,7 +585,7 @@ def summary_table(predictions: pd.DataFrame, large_pose: float = LARGE_POSE) -> 
     return _sort(out, keys)
 
 
-def pose_comparison(predictions: pd.DataFrame, reference: str = "dcign-intrinsic",
+def pose_comparison(predictions: pd.DataFrame, reference: str,
                     large_pose: float = LARGE_POSE, alpha: float = 0.05) -> pd.DataFrame:
     """Does ``reference`` identify large-pose probes better than each other feature set?
 
@@ -845,49 +804,38 @@ class RecognitionResult:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def _load(model):
-    if model is None or not isinstance(model, (str, os.PathLike)):
-        return model
-    from dcign_eval.protocol import load_model
-
-    return load_model(model)
-
-
-def feature_sets(model=None, baseline=None, pca: PixelPCA | None = None, *, cache_dir=None,
+def feature_sets(models: Sequence = (), pca: PixelPCA | None = None, *, cache_dir=None,
                  progress: ProgressFactory | None = None) -> dict[str, FeatureFn]:
-    """The experiment's named feature callables: dcign-intrinsic and dcign-full (from ``model``),
-    vae (``baseline``'s full code), pca (a fitted :class:`PixelPCA`) and pixels."""
+    """The experiment's named feature callables: each model's (:func:`model_feature_sets`), pca
+    (a fitted :class:`PixelPCA`) and pixels."""
     out: dict[str, FeatureFn] = {}
-    if model is not None:
-        out["dcign-intrinsic"] = ModelFeatures(model, intrinsic_latents(model), cache_dir,
-                                               progress, "encoding (DC-IGN)")
-        out["dcign-full"] = ModelFeatures(model, None, cache_dir, progress, "encoding (DC-IGN)")
-    if baseline is not None:
-        out["vae"] = ModelFeatures(baseline, None, cache_dir, progress, "encoding (baseline)")
+    for model in models:
+        out.update(model_feature_sets(model, cache_dir=cache_dir, progress=progress))
     if pca is not None:
         out["pca"] = pca
     out["pixels"] = pixel_features
     return out
 
 
-def run_recognition(model=None, baseline=None, *, out=None, n_identities: int = 100,
+def run_recognition(models: Sequence = (), *, out=None, n_identities: int = 100,
                     size: int | None = None, grid: ProbeGrid | None = None,
                     classifiers: Sequence[str] = CLASSIFIERS,
                     protocols: Sequence[str] = PROTOCOLS,
                     pca_components: int | None = 200, pca_identities: int = 500,
                     pca_images: int = 2000, extra_features: Mapping[str, FeatureFn] | None = None,
-                    large_pose: float = LARGE_POSE, cache_dir=None, random_state: int = 0,
+                    large_pose: float = LARGE_POSE, cache_dir=None, code_cache_dir=None,
+                    random_state: int = 0,
                     progress: ProgressFactory | None = None) -> RecognitionResult:
     """Run the invariant face-recognition experiment and (with ``out``) write its outputs.
 
     Args:
-        model: the DC-IGN (a loaded model, a run directory or a shipped name such as "dcign"),
-            giving the dcign-intrinsic and dcign-full feature sets; None leaves them out.
-        baseline: the entangled baseline (loaded, a path or "vae"), feature set ``vae``; or None.
+        models: models (:class:`dcign_eval.protocol.Model`, or specs for ``load_model``), each
+            giving the feature sets of :func:`model_feature_sets`; the first model's intrinsic
+            block (else its full code) is the reference of :func:`pose_comparison`.
         out: output directory for the CSVs, plots and run.json; None writes nothing.
         n_identities: held-out identities (>= 2).
-        size: image size; None takes the models' (64 without models). A model of another size
-            is an error.
+        size: image size of the pixel and PCA feature sets; None takes the first model's (64
+            without models). Each model sees the same faces rendered at its own size.
         grid: gallery and probe views (:class:`ProbeGrid`).
         classifiers, protocols: subsets of :data:`CLASSIFIERS` and :data:`PROTOCOLS`.
         pca_components: PCA dimensions (None: no PCA feature set); fitted on ``pca_images``
@@ -895,8 +843,9 @@ def run_recognition(model=None, baseline=None, *, out=None, n_identities: int = 
         extra_features: more named feature callables images -> (N, F).
         large_pose: |azimuth| (degrees) from which :func:`summary_table` and
             :func:`pose_comparison` count a probe as a large pose change.
-        cache_dir: rendered faces and codes are kept here (default ``out/cache``; None with no
-            ``out`` disables caching).
+        cache_dir: rendered faces are kept here (default ``out/cache``; None with no ``out``
+            disables it).
+        code_cache_dir: the cache of encoded codes (None: ``$DCIGN_EVAL_CACHE``).
         random_state: seed of every random choice (probe draw, impostors, PCA, classifiers).
         progress: ``progress(total, description)`` context manager yielding ``advance(n)``
             (e.g. :func:`dcign_eval.console.progress_bar`).
@@ -916,15 +865,9 @@ def run_recognition(model=None, baseline=None, *, out=None, n_identities: int = 
     if unknown or not protocols:
         raise DcignError(f"unknown protocol {unknown[0] if unknown else None!r}; choose from "
                          f"{', '.join(PROTOCOLS)}")
-    model, baseline = _load(model), _load(baseline)
-    loaded = [(m, role) for m, role in ((model, "DC-IGN model"), (baseline, "baseline model"))
-              if m is not None]
+    models = [as_model(m) for m in models]
     if size is None:
-        size = int(loaded[0][0].image_size) if loaded else 64
-    for m, role in loaded:
-        check_model_size(m, size, role)
-    if model is not None:
-        intrinsic_latents(model)  # fail early for a baseline passed as the DC-IGN
+        size = int(models[0].image_size) if models else 64
     if out is not None:
         out = Path(out)
         try:
@@ -934,38 +877,51 @@ def run_recognition(model=None, baseline=None, *, out=None, n_identities: int = 
         if cache_dir is None:
             cache_dir = out / "cache"
 
-    faces = recognition_faces(n_identities, grid, size, seed, cache_dir=cache_dir,
-                              progress=progress)
+    faces = {size: recognition_faces(n_identities, grid, size, seed, cache_dir=cache_dir,
+                                     progress=progress)}
+    for s in dict.fromkeys(int(m.image_size) for m in models):
+        if s not in faces:  # the same faces at a model's own size
+            faces[s] = recognition_faces(n_identities, grid, s, seed, cache_dir=cache_dir,
+                                         progress=progress)
     pca = None
     if pca_components:
         train = training_faces(pca_identities, pca_images, size, seed, cache_dir=cache_dir,
                                progress=progress)
         pca = PixelPCA(pca_components, seed).fit(train.images)
-    fns = feature_sets(model, baseline, pca, cache_dir=cache_dir, progress=progress)
+    features = {}
+    for model in models:
+        features.update(extract_features(
+            model_feature_sets(model, cache_dir=code_cache_dir, progress=progress),
+            faces[int(model.image_size)].images))
+    fns = feature_sets((), pca)
     fns.update(extra_features or {})
-    features = extract_features(fns, faces.images)
+    features.update(extract_features(fns, faces[size].images))
+    factors = faces[size].factors
 
-    predictions = identification_predictions(features, faces.factors, classifiers, protocols,
-                                             seed)
+    predictions = identification_predictions(features, factors, classifiers, protocols, seed)
     accuracy = accuracy_table(predictions, grid.azimuth_step, grid.elevation_step,
                               grid.light_step)
-    pairs = verification_pairs(features, faces.factors, seed)
+    pairs = verification_pairs(features, factors, seed)
+    reference = next(iter(features)) if models else None
     params = {"n_identities": n_identities, "size": int(size), "grid": grid.params(),
               "classifiers": list(classifiers), "protocols": list(protocols),
               "pca": {"components": pca_components, "identities": pca_identities,
                       "images": pca_images} if pca_components else None,
               "large_pose": float(large_pose), "random_state": seed,
               "features": {name: int(x.shape[1]) for name, x in features.items()},
-              "models": {role: str(getattr(m, "path", type(m).__name__)) for m, role in loaded},
-              "n_gallery_one_view": int((faces.factors["view"] == "reference").sum()),
-              "n_gallery_several_views": int(faces.factors["view"].isin(
+              "models": {m.name: {"source": m.source, "image size": m.image_size,
+                                  "fingerprint": m.fingerprint} for m in models},
+              "reference": reference,
+              "n_gallery_one_view": int((factors["view"] == "reference").sum()),
+              "n_gallery_several_views": int(factors["view"].isin(
                   ["reference", "gallery"]).sum()),
-              "n_probes": int((faces.factors["view"] == "probe").sum()),
+              "n_probes": int((factors["view"] == "probe").sum()),
               "chance": 1.0 / n_identities}
     result = RecognitionResult(
         predictions=predictions, accuracy=accuracy,
         summary=summary_table(predictions, large_pose),
-        comparison=pose_comparison(predictions, "dcign-intrinsic", large_pose),
+        comparison=(pose_comparison(predictions, reference, large_pose) if reference else
+                    pose_comparison(predictions, "", large_pose)),
         verification=verification_table(pairs, by_azimuth=True, azimuth_bin=grid.azimuth_step),
         verification_summary=verification_table(pairs, by_azimuth=False),
         params=params)

@@ -85,7 +85,7 @@ def test_bad_input_is_one_line_dcign_error():
     with pytest.raises(DcignError, match="unknown classifier"):
         rec.run_recognition(n_identities=3, grid=TINY, size=32, classifiers=("knn5",))
     with pytest.raises(DcignError, match="no model 'no/such/model'"):
-        rec.run_recognition("no/such/model", n_identities=3, grid=TINY, size=32)
+        rec.run_recognition(["no/such/model"], n_identities=3, grid=TINY, size=32)
     f = rec.recognition_factors(3, TINY)
     with pytest.raises(DcignError, match="one row per face"):
         rec.identification_predictions({"x": np.zeros((2, 3))}, f)
@@ -205,30 +205,49 @@ def tiny_model_dir(tmp_path_factory):
 def test_tiny_model_features_and_code_cache(tiny_model_dir, tmp_path):
     grid = rec.ProbeGrid(azimuth_step=90, elevation_step=30, light_step=80, probes_per_azimuth=1,
                          gallery_views=((0, 0, 0), (90, 0, 0)))
-    result = rec.run_recognition(str(tiny_model_dir), str(tiny_model_dir), n_identities=3,
+    result = rec.run_recognition([str(tiny_model_dir)], n_identities=3,
                                  grid=grid, pca_components=None, classifiers=("1nn-cosine",),
-                                 cache_dir=tmp_path / "cache", random_state=0)
+                                 code_cache_dir=tmp_path / "codes", random_state=0)
     assert result.params["size"] == 64
-    assert result.params["features"] == {"dcign-intrinsic": 7, "dcign-full": 10, "vae": 10,
+    assert result.params["features"] == {"tiny: intrinsic block": 7, "tiny: full code": 10,
                                          "pixels": 4096}
-    assert len(list((tmp_path / "cache").glob("codes-*.npy"))) == 1  # encoded once, shared
-    assert list(result.summary["feature"].unique()) == ["dcign-intrinsic", "dcign-full", "vae",
-                                                        "pixels"]
-    assert set(result.comparison["other"]) == {"dcign-full", "vae", "pixels"}
+    assert len(list((tmp_path / "codes").rglob("*.npy"))) == 1  # encoded once, shared
+    assert list(result.summary["feature"].unique()) == ["tiny: intrinsic block",
+                                                        "tiny: full code", "pixels"]
+    assert result.params["reference"] == "tiny: intrinsic block"
+    assert set(result.comparison["other"]) == {"tiny: full code", "pixels"}
 
 
-def test_model_of_the_wrong_size_is_refused(tiny_model_dir):
-    with pytest.raises(DcignError, match="64x64 images but the faces are rendered at 32x32"):
-        rec.run_recognition(str(tiny_model_dir), None, n_identities=3, grid=TINY, size=32)
+def test_models_of_several_sizes_see_the_same_faces_at_their_own_size(tiny_model_dir, tmp_path):
+    """A 64-pixel run and a 32-pixel outside model whose code is its image's mean brightness."""
+    from dcign_eval.protocol import Model
+
+    class Brightness:
+        image_size = 32
+        name = "brightness"
+
+        def encode(self, images):
+            return np.asarray(images, np.float32).mean(axis=(1, 2))[:, None] / 255
+
+    small = Model(Brightness())
+    result = rec.run_recognition([str(tiny_model_dir), small], n_identities=3, grid=TINY,
+                                 pca_components=None, classifiers=("1nn-cosine",),
+                                 code_cache_dir=tmp_path / "codes", random_state=0)
+    assert result.params["size"] == 64 and result.params["features"]["pixels"] == 64 * 64
+    assert result.params["features"]["brightness: full code"] == 1
+    assert result.params["models"]["brightness"]["image size"] == 32
+    truth = rec.recognition_faces(3, TINY, 32, 0).images.mean(axis=(1, 2)) / 255
+    feature = rec.extract_features(rec.model_feature_sets(small), rec.recognition_faces(
+        3, TINY, 32, 0).images)["brightness: full code"]
+    np.testing.assert_allclose(feature[:, 0], truth, rtol=1e-5)
 
 
 def test_cli_errors_are_one_line(monkeypatch, capsys, tmp_path):
     from dcign_eval import cli
 
-    for args, expected in ((["--model", "none", "--baseline", "none", "--identities", "1"],
+    for args, expected in ((["--model", "none", "--identities", "1"],
                             "at least 2 held-out identities"),
-                           (["--model", str(tmp_path / "missing"), "--baseline", "none"],
-                            "no model")):
+                           (["--model", str(tmp_path / "missing")], "no model")):
         monkeypatch.setattr(sys, "argv", ["dcign-eval", "recognition", "--out",
                                           str(tmp_path / "o"), *args])
         with pytest.raises(SystemExit) as e:
