@@ -406,9 +406,8 @@ def traverse_cmd(
 
 @app.command("report")
 def report_cmd(
-    model: str = typer.Option("dcign", help="The DC-IGN: a run directory or a shipped model."),
-    baseline: str = typer.Option("vae", help="The entangled baseline: a run directory or a "
-                                             "shipped model; 'none' leaves it out."),
+    model: list[str] = typer.Option(["dcign", "vae"], "--model", help=MODEL_HELP + "; repeat "
+                                    "for 1 to 8 models, the first the one the page is about."),
     out: Path = typer.Option(Path("reports/latest"), "--out", help="The report folder "
                              "(index.html with figures and movies beside it)."),
     seed: int = typer.Option(0, min=0, help="Seed of every random choice."),
@@ -418,24 +417,26 @@ def report_cmd(
     grid_dir: Path = typer.Option(Path("data"), "--grid-dir", help="Where the evaluation grid "
                                   "is rendered once and reused (as dcign-eval metrics)."),
     recognition_cache: Path = typer.Option(Path("out/recognition/cache"), "--recognition-cache",
-                                           help="Rendered recognition faces and codes (as "
-                                                "dcign-eval recognition)."),
+                                           help="Rendered recognition faces (as dcign-eval "
+                                                "recognition)."),
 ) -> None:
-    """Write one HTML page with everything: model cards, reconstructions and their lineup
-    (is each nearest its own identity?), traversal movies and re-rendering fidelity,
-    inferred-versus-true scatter plots, the disentanglement metrics, the recognition tables and
-    plots, and provenance.
+    """Write one HTML page comparing 1 to 8 models side by side: model cards, reconstructions
+    and their lineup (is each nearest its own identity?), traversal movies and re-rendering
+    fidelity, inferred-versus-true scatter plots, the disentanglement metrics beside the true
+    factors (ceiling) and a random code (floor), the recognition tables and plots, and
+    provenance.
 
     The folder (index.html, figures/, traverse/, recognition/, tables/, report.json) uses
-    relative links only, so it can be moved or committed. Results are cached (calibration in
-    $DCIGN_EVAL_CACHE, default ~/.cache/dcign-eval), so a second report of the same models is fast.
+    relative links only, so it can be moved or committed. Codes and results are cached in
+    $DCIGN_EVAL_CACHE (default ~/.cache/dcign-eval), so a second report of the same models is
+    fast.
     """
     import shlex
 
     from dcign_eval.pipeline import format_seconds
     from dcign_eval.report import build_report
 
-    result = build_report(model, baseline, out=out, seed=seed,
+    result = build_report(model, out=out, seed=seed,
                           settings="quick" if quick else "full", grid_dir=grid_dir,
                           recognition_cache=recognition_cache,
                           command=shlex.join(["dcign-eval", *sys.argv[1:]]),

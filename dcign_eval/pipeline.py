@@ -392,7 +392,7 @@ def run_demo(prof: Profile | str = "quick", out: str | os.PathLike = "out/demo",
     seconds["training"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    report = build_report(runs["dcign"], runs["vae"], out=out / "report", seed=seed,
+    report = build_report([runs["dcign"], runs["vae"]], out=out / "report", seed=seed,
                           settings=prof.report, grid_dir=data_root, cache_dir=cache_dir,
                           recognition_cache=(recognition_cache if recognition_cache is not None
                                              else out / "cache"),

@@ -342,10 +342,15 @@ def load_model(spec: str | os.PathLike, device: str = "cpu") -> Model:
 def load_models(specs: Sequence[str | os.PathLike], device: str = "cpu") -> list[Model]:
     """:func:`load_model` of each spec; names made unique (``name (2)``) so tables can key by
     them."""
-    models = [load_model(s, device) for s in specs]
+    return unique_names([load_model(s, device) for s in specs])
+
+
+def unique_names(models: Sequence[Model]) -> list[Model]:
+    """``models`` with repeated names made unique in place (``name (2)``, ...), so tables can key
+    by name."""
     seen: dict[str, int] = {}
     for m in models:
         seen[m.name] = seen.get(m.name, 0) + 1
         if seen[m.name] > 1:
             m.name = f"{m.name} ({seen[m.name]})"
-    return models
+    return list(models)

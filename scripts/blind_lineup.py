@@ -30,7 +30,7 @@ import numpy as np
 from dcign_eval.lineup import (blind_test, guessing_p, lineup, plot_blind_test,
                                score_blind_test)
 from dcign_eval.protocol import load_model
-from dcign_eval.report import ReportModel, held_out_faces, reconstructions
+from dcign_eval.reconstruction import held_out_faces, reconstructions
 from trainer.errors import DcignError
 from trainer.io import atomic_write_bytes, atomic_write_json
 
@@ -42,9 +42,9 @@ ROWS_PER_SHEET = 6
 def make(args) -> None:
     model = load_model(args.model)
     faces = held_out_faces(args.faces, args.seed)
-    rec = reconstructions([ReportModel("dcign", "model", args.model, model)], faces)
+    rec = reconstructions([model], faces)
     result = lineup(rec)
-    probes = rec.decoded["model"]
+    probes = rec.decoded[model.name]
     if args.control:
         from trainer.faces import render_faces
 

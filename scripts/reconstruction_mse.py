@@ -3,7 +3,7 @@
 
 `dcign-eval report` shows 8 faces; comparing checkpoints wants more. Each model encodes (to mu)
 and decodes faces of identities never seen in training, at random angles, exactly as the report's
-reconstruction sheet does (`dcign_eval.report.reconstructions`); then every reconstruction is
+reconstruction sheet does (`dcign_eval.reconstruction.reconstructions`); then every reconstruction is
 ranked against all the faces' identities rendered at its pose and light (`dcign_eval.lineup`,
 the report's lineup: with the default 64 faces and seed 0, the same faces).
 
@@ -15,22 +15,21 @@ from __future__ import annotations
 import argparse
 
 from dcign_eval.lineup import lineup, lineup_table
-from dcign_eval.protocol import load_model
-from dcign_eval.report import ReportModel, held_out_faces, reconstruction_table, reconstructions
+from dcign_eval.protocol import load_models
+from dcign_eval.reconstruction import held_out_faces, reconstruction_table, reconstructions
 from trainer.errors import DcignError
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="+", help="run directories or shipped names")
+    p.add_argument("models", nargs="+", help="run directories, shipped names or file.py:factory specs")
     p.add_argument("--faces", type=int, default=64, help="held-out faces, 1..64")
     p.add_argument("--seed", type=int, default=0, help="which faces (random_state)")
     args = p.parse_args()
     try:
         faces = held_out_faces(args.faces, random_state=args.seed)
-        models = [ReportModel("dcign", name, name, load_model(name)) for name in args.models]
-        rec = reconstructions(models, faces)
+        rec = reconstructions(load_models(args.models), faces)
         table = reconstruction_table(rec)
         identified = lineup_table(lineup(rec)) if len(faces) > 1 else None
     except DcignError as e:

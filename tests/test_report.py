@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dcign_eval import reconstruction as rc
 from dcign_eval import report as rp
 from dcign_eval.pipeline import TINY, full_profile, quick_profile
 from trainer.errors import DcignError
@@ -156,6 +157,12 @@ def test_page_has_every_section_and_provenance(demo):
             "total"} <= set(prov["section seconds"])
     metrics = pd.read_csv(folder / "tables" / "metrics.csv")
     assert {"mig", "spearman_light", "intrinsic_invariance"} <= set(metrics["metric"])
+    assert list(dict.fromkeys(metrics["model"])) == ["dcign", "vae", "true factors (ceiling)",
+                                                     "random code (floor)"]
+    ceiling = metrics[metrics["model"] == "true factors (ceiling)"].set_index("metric")["value"]
+    floor = metrics[metrics["model"] == "random code (floor)"].set_index("metric")["value"]
+    assert ceiling["spearman_azimuth"] == 1 and ceiling["intrinsic_invariance"] == 0
+    assert floor["spearman_azimuth"] < 0.2 and floor["intrinsic_invariance"] > 0.8
     assert metrics["seconds"].notna().any()
     scatter = pd.read_csv(folder / "tables" / "inferred_vs_true.csv")
     assert set(scatter["factor"]) == {"azimuth", "elevation", "light"}
@@ -167,7 +174,7 @@ def test_strings_from_configs_and_paths_are_escaped(demo, tmp_path):
     evil = tmp_path / "<img src=x onerror=alert(1)> & \"q\""
     shutil.copytree(demo["result"].runs["dcign"], evil)
     out = tmp_path / "escaped"
-    rp.build_report(evil, None, out=out, settings="tiny", **demo["kwargs"])
+    rp.build_report([evil], out=out, settings="tiny", **demo["kwargs"])
     page = (out / "index.html").read_text()
     assert "<img src=x onerror" not in page
     assert "&lt;img src=x onerror=alert(1)&gt; &amp; &#34;q&#34;" in page
@@ -179,39 +186,38 @@ def test_existing_report_is_replaced_and_other_folders_refused(demo, tmp_path):
     foreign.mkdir()
     (foreign / "keep.txt").write_text("mine")
     with pytest.raises(DcignError, match="does not hold a dcign-eval report"):
-        rp.build_report(demo["result"].runs["dcign"], None, out=foreign, settings="tiny",
+        rp.build_report([demo["result"].runs["dcign"]], out=foreign, settings="tiny",
                         **demo["kwargs"])
     assert (foreign / "keep.txt").read_text() == "mine"
     assert [p.name for p in tmp_path.iterdir()] == ["notes"]  # no staging folder left behind
 
 
-def test_cli_report_without_baseline(demo, tmp_path, monkeypatch, capsys):
+def test_cli_report_of_one_model(demo, tmp_path, monkeypatch, capsys):
     from dcign_eval import cli
 
     monkeypatch.setitem(rp.PRESETS, "quick", rp.PRESETS["tiny"])  # the CLI's default preset
     monkeypatch.setenv("DCIGN_EVAL_CACHE", str(demo["kwargs"]["cache_dir"]))
     out = tmp_path / "report"
     monkeypatch.setattr(sys, "argv", [
-        "dcign-eval", "report", "--model", str(demo["result"].runs["dcign"]), "--baseline",
-        "none", "--out", str(out), "--grid-dir", str(demo["kwargs"]["grid_dir"]),
+        "dcign-eval", "report", "--model", str(demo["result"].runs["dcign"]),
+        "--out", str(out), "--grid-dir", str(demo["kwargs"]["grid_dir"]),
         "--recognition-cache", str(demo["kwargs"]["recognition_cache"])])
     with pytest.raises(SystemExit) as e:
         cli.main()
     captured = capsys.readouterr()
     assert e.value.code in (0, None), captured.err
     assert f"wrote {out / 'index.html'}" in captured.out
-    page = (out / "index.html").read_text()
-    assert "entangled baseline" not in page.split("<main>")[0]
+    header = (out / "index.html").read_text().split("<main>")[0]
+    assert header.count('class="model-name"') == 1
     assert len([1 for tag, link, _ in _links(out / "index.html") if tag == "video"]) == 3
 
-    monkeypatch.setattr(sys, "argv", ["dcign-eval", "report", "--model",
-                                      str(demo["result"].runs["vae"]), "--baseline", "none",
+    monkeypatch.setattr(sys, "argv", ["dcign-eval", "report", *["--model", "vae"] * 9,
                                       "--out", str(tmp_path / "bad")])
     with pytest.raises(SystemExit) as e:
         cli.main()
     errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
     assert e.value.code == 2 and len(errors) == 1
-    assert errors[0].startswith("error: the report's --model must be a DC-IGN")
+    assert errors[0] == "error: the report compares 1 to 8 models, got 9"
     assert not (tmp_path / "bad").exists()
 
 
@@ -283,47 +289,29 @@ def test_metrics_comparison_puts_models_side_by_side():
     assert table["a"].tolist() == [0.5, 0.2] and table["seconds: b"].tolist() == [2.0, 0.25]
 
 
-def test_memo_encoder_encodes_only_unseen_images():
-    class Counting:
-        latent_names, image_size, calls = {}, 4, 0
-
-        def encode(self, images):
-            self.calls += len(images)
-            return np.asarray(images, np.float32).reshape(len(images), -1)[:, :2]
-
-    images = np.arange(5 * 16, dtype=np.uint8).reshape(5, 4, 4)
-    model = Counting()
-    memo = rp._MemoEncoder(model, images, model.encode(images))
-    model.calls = 0
-    fresh = np.full((1, 4, 4), 200, np.uint8)
-    codes = memo.encode(np.concatenate([images[[3, 1]], fresh]))
-    assert model.calls == 1
-    np.testing.assert_array_equal(codes, model.encode(np.concatenate([images[[3, 1]], fresh])))
-
-
 def test_held_out_faces_are_seeded_and_never_training_identities():
     from trainer.faces import TEST_IDENTITY_OFFSET
 
-    a, b = rp.held_out_faces(6, 1), rp.held_out_faces(6, 1)
+    a, b = rc.held_out_faces(6, 1), rc.held_out_faces(6, 1)
     pd.testing.assert_frame_equal(a, b)
-    assert (a["identity"] >= TEST_IDENTITY_OFFSET + rp.RECONSTRUCTION_FIRST_IDENTITY).all()
+    assert (a["identity"] >= TEST_IDENTITY_OFFSET + rc.RECONSTRUCTION_FIRST_IDENTITY).all()
     assert a["identity"].is_unique
     with pytest.raises(DcignError):
-        rp.held_out_faces(0)
+        rc.held_out_faces(0)
 
 
 def test_lineup_identifies_true_renders_and_not_strangers():
     from dcign_eval.lineup import lineup, lineup_table, plot_lineup
     from trainer.faces import render_faces
 
-    faces = rp.held_out_faces(5, 2)
+    faces = rc.held_out_faces(5, 2)
     n = len(faces)
     truth = render_faces(faces["identity"], faces["azimuth"], faces["elevation"],
                          faces["light"]).astype(np.float32) / 255
     # "stranger": each face drawn as the next face's identity, at its own pose and light
     stranger = render_faces(np.roll(faces["identity"], -1), faces["azimuth"], faces["elevation"],
                             faces["light"]).astype(np.float32) / 255
-    rec = rp.Reconstructions(faces, truth, {"exact": truth.copy(), "stranger": stranger})
+    rec = rc.Reconstructions(faces, truth, {"exact": truth.copy(), "stranger": stranger})
     result = lineup(rec)
     assert result.candidates.shape == (n, n, 64, 64)
     np.testing.assert_array_equal(result.ranks("exact"), np.zeros(n))
@@ -333,7 +321,7 @@ def test_lineup_identifies_true_renders_and_not_strangers():
     assert table.loc["exact", "MSE to own face"] == 0.0 and table["chance"].eq(1 / n).all()
     assert (result.nearest_other() > 0).all()
     assert len(plot_lineup(result, faces=2, nearest=3).axes) == 2 * 2 * 4
-    twice = rp.Reconstructions(pd.concat([faces, faces[:1]]), truth, {})
+    twice = rc.Reconstructions(pd.concat([faces, faces[:1]]), truth, {})
     with pytest.raises(DcignError, match="distinct identities"):
         lineup(twice)
 

@@ -82,20 +82,72 @@ def measure_model(model, world: FaceWorld, seed: int = 0, metrics: Sequence[str]
 
 
 def measure_models(models: Sequence, worlds: dict[int, FaceWorld], seed: int = 0,
-                   metrics: Sequence[str] | None = None, *, cache_dir=None,
-                   **overrides) -> pd.DataFrame:
+                   metrics: Sequence[str] | None = None, *, codes: dict | None = None,
+                   cache_dir=None, **overrides) -> pd.DataFrame:
     """Tidy frame (model, metric, value, seconds) over several models, each measured on the grid
-    of its image size (``worlds``: image size -> world, as :func:`evaluation_worlds`)."""
+    of its image size (``worlds``: image size -> world, as :func:`evaluation_worlds`;
+    ``codes``: model name -> its :func:`grid_codes`, when already at hand)."""
     results, seconds = {}, {}
     for model in models:
         results[model.name], seconds[model.name] = measure_model(
-            model, worlds[int(model.image_size)], seed, metrics, cache_dir=cache_dir,
-            **overrides)
+            model, worlds[int(model.image_size)], seed, metrics,
+            codes=(codes or {}).get(model.name), cache_dir=cache_dir, **overrides)
+    return _tidy(results, seconds)
+
+
+def _tidy(results: dict, seconds: dict) -> pd.DataFrame:
     df = metrics_table(results, seconds)
     order = {k: i for i, k in enumerate((*METRIC_KEYS, *PAPER_KEYS))}
+    models = {name: i for i, name in enumerate(dict.fromkeys(df["model"]))}  # as given
+    df["_model"] = df["model"].map(models)
     df["_order"] = df["metric"].map(lambda m: order.get(m, len(order)))
-    return df.sort_values(["model", "_order"], kind="stable").drop(columns="_order").reset_index(
-        drop=True)
+    return df.sort_values(["_model", "_order"], kind="stable").drop(
+        columns=["_model", "_order"]).reset_index(drop=True)
+
+
+#: The reference codes' names in tables: what a perfect code and a code of nothing score.
+CEILING, FLOOR = "true factors (ceiling)", "random code (floor)"
+#: Latents of the random code (a typical small model's code size).
+RANDOM_CODE_LATENTS = 10
+
+
+class _ReferenceCode:
+    """A code given as an array: the name and latent names the measurements need."""
+
+    def __init__(self, name: str, latent_names: dict[str, int]):
+        self.name = name
+        self.latent_names = latent_names
+        self.image_size = 0
+
+
+def reference_codes(world: FaceWorld, seed: int = 0) -> dict[str, tuple[np.ndarray, dict]]:
+    """The two reference codes of a grid: name -> (codes (N, D), latent names).
+
+    * :data:`CEILING`: the true factors as a code -- azimuth, elevation and light (degrees, named)
+      and the identity's grid index (the intrinsic block).
+    * :data:`FLOOR`: :data:`RANDOM_CODE_LATENTS` standard-normal latents, nothing named,
+      independent of the images (drawn from ``seed``).
+    """
+    factors = world.dataset.factors
+    identity = pd.factorize(factors["identity"], sort=True)[0].astype(np.float64)
+    true = np.column_stack([factors[name].to_numpy(np.float64) for name in ANGLE_FACTORS]
+                           + [identity])
+    rng = np.random.default_rng([int(seed), 97])
+    random = rng.standard_normal((len(factors), RANDOM_CODE_LATENTS))
+    return {CEILING: (true, {name: k for k, name in enumerate(ANGLE_FACTORS)}),
+            FLOOR: (random, {})}
+
+
+def measure_references(world: FaceWorld, seed: int = 0, metrics: Sequence[str] | None = None,
+                       **overrides) -> pd.DataFrame:
+    """The metrics and the paper's measurements of :func:`reference_codes`, by the same
+    functions as a model's: a tidy frame (model, metric, value, seconds) with the reference
+    names in the model column."""
+    results, seconds = {}, {}
+    for name, (codes, names) in reference_codes(world, seed).items():
+        results[name], seconds[name] = measure_model(_ReferenceCode(name, names), world, seed,
+                                                     metrics, codes=codes, **overrides)
+    return _tidy(results, seconds)
 
 
 def latents_used(models: Sequence, df: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,164 @@
+"""The page: tables for the template, figures as PNG files, the Jinja2 template rendered with
+autoescape on (every string from a config, a path or a table is escaped), and the folder swapped
+into place only once complete."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from trainer.errors import DcignError
+from trainer.io import atomic_write_bytes
+
+REPORT_FORMAT = "dcign-report"
+REPORT_VERSION = 2
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATE = "report.html.j2"
+
+
+@dataclass
+class Section:
+    """What a section returns: the template's values, and the tables and figures the page
+    writes beside it (``tables/<name>.csv``, ``figures/<name>.png``; the context links them by
+    :func:`table_link` and :func:`figure_link`)."""
+
+    context: dict[str, Any]
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    indexed: tuple[str, ...] = ()  # tables written with their index (field -> value cards)
+
+
+def table_link(name: str) -> str:
+    return f"tables/{name}.csv"
+
+
+def figure_link(name: str) -> str:
+    return f"figures/{name}.png"
+
+
+def read_json(path: Path) -> dict:
+    with contextlib.suppress(OSError, ValueError):
+        value = json.loads(Path(path).read_text())
+        if isinstance(value, dict):
+            return value
+    return {}
+
+
+@dataclass
+class HtmlTable:
+    """A table for the template: caption, column names and rows of display strings."""
+
+    columns: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+    numeric: list[bool] = field(default_factory=list)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}" if abs(int(value)) >= 10_000 else str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value):
+            return "" if math.isnan(value) else str(value)
+        if value != 0 and (abs(value) < 10 ** -digits or abs(value) >= 1e5):
+            return f"{value:.{digits}g}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def html_table(frame: pd.DataFrame, caption: str = "", index: bool = False,
+               digits: Mapping[str, int] | None = None) -> HtmlTable:
+    """A frame as an :class:`HtmlTable` (numbers formatted; escaping is the template's)."""
+    if index:
+        frame = frame.reset_index()
+    digits = digits or {}
+    columns = [str(c) for c in frame.columns]
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
+    rows = [[_fmt(v, digits.get(str(c), 3)) for c, v in zip(frame.columns, row)]
+            for row in frame.itertuples(index=False, name=None)]
+    return HtmlTable(columns, rows, caption, numeric)
+
+
+def save_figure(fig, path: Path, dpi: int = 110) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def check_out(out: Path) -> None:
+    """Refuse to replace a directory that is not a report: only our own folders are swapped."""
+    if out.exists():
+        if not out.is_dir():
+            raise DcignError(f"{out} exists and is not a directory; choose another --out")
+        marker = read_json(out / "report.json")
+        if any(out.iterdir()) and marker.get("format") != REPORT_FORMAT:
+            raise DcignError(f"{out} exists and does not hold a dcign-eval report (no "
+                             f"report.json); choose an empty or new --out")
+
+
+def swap_into_place(staging: Path, out: Path) -> None:
+    """Replace ``out`` by ``staging``: renames, so the old report stays until the new one is
+    complete."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}-{int(time.time() * 1000)}.tmp"
+        os.rename(out, old)
+    try:
+        os.rename(staging, out)
+    except OSError:
+        if old is not None:
+            os.rename(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _environment():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    return Environment(loader=FileSystemLoader(str(TEMPLATES_DIR)), autoescape=True,
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                       keep_trailing_newline=True)
+
+
+def render_page(context: dict) -> str:
+    """The page: ``templates/report.html.j2`` with autoescape (every value is escaped)."""
+    return _environment().get_template(TEMPLATE).render(**context)
+
+
+def check_links(folder: Path, html: str) -> None:
+    """Every src / href of the page that is not a URL or an anchor names a file in the folder."""
+    import html as html_lib
+    import re
+
+    for link in map(html_lib.unescape, re.findall(r'(?:src|href)="([^"#][^"]*)"', html)):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", link, re.I):
+            continue
+        if not (folder / link).is_file():
+            raise RuntimeError(f"the report links to {link}, which was not written")
+
+
+def display_path(path) -> str:
+    """A path as the page shows it: the home directory as ~, so a shared report names no
+    machine's directories."""
+    path = Path(path)
+    try:
+        return str(Path("~") / path.expanduser().resolve().relative_to(Path.home().resolve()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,83 @@
+"""How much of each analysis the report computes: :class:`ReportSettings` and its presets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from trainer.errors import DcignError
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """How much of each analysis the report computes.
+
+    Attributes:
+        grid_identities: held-out identities of the evaluation grid (metrics and scatter plots;
+            19 azimuths x 7 elevations x 9 lights each, as ``dcign-eval metrics``).
+        metrics_num_train, metrics_num_eval: points per disentanglement metric (None:
+            disentanglement_lib's 10,000 / 5,000).
+        dci_mode: "fast" (extra-trees importances) or "gbt" (the reference's estimator).
+        metrics: which disentanglement metrics (None: all; () none, the paper's measurements only).
+        recognition_identities: held-out identities of the recognition experiment.
+        probe_steps: probe grid steps (azimuth, elevation, light) in degrees.
+        probes_per_azimuth: (elevation, light) probes per identity and azimuth (None: all).
+        pca_components, pca_identities, pca_images: the PCA-of-pixels baseline (0: none).
+        classifiers: recognition classifiers.
+        traverse_faces, traverse_frames, fps: the traversal movies.
+        calibration_identities: held-out identities of the traverse calibration.
+        fidelity_identities: held-out faces per target angle in the re-rendering fidelity.
+        reconstruction_faces: held-out faces shown reconstructed.
+        lineup_faces: held-out faces (and identities) of the reconstruction lineup.
+        scatter_points: points drawn per panel of the scatter plots (rho uses them all).
+    """
+
+    grid_identities: int = 10
+    metrics_num_train: int | None = 3000
+    metrics_num_eval: int | None = 1500
+    dci_mode: str = "fast"
+    metrics: tuple[str, ...] | None = None
+    recognition_identities: int = 50
+    probe_steps: tuple[float, float, float] = (15.0, 15.0, 20.0)
+    probes_per_azimuth: int | None = 4
+    pca_components: int = 200
+    pca_identities: int = 500
+    pca_images: int = 2000
+    classifiers: tuple[str, ...] = ("1nn-cosine", "logistic", "linear-svc")
+    traverse_faces: int = 2
+    traverse_frames: int = 32
+    fps: float = 12.0
+    calibration_identities: int = 4
+    fidelity_identities: int = 4
+    reconstruction_faces: int = 8
+    lineup_faces: int = 64
+    scatter_points: int = 3000
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+PRESETS: dict[str, ReportSettings] = {
+    # The default: at most about two minutes on a 2-core CPU once the caches are warm.
+    "quick": ReportSettings(),
+    # The other commands' defaults (dcign-eval metrics / recognition / traverse --fidelity).
+    "full": ReportSettings(metrics_num_train=None, metrics_num_eval=None,
+                           recognition_identities=100, traverse_faces=4, traverse_frames=48,
+                           fidelity_identities=8, reconstruction_faces=12, scatter_points=6000),
+    # Tests and the pipeline's plumbing check: seconds.
+    "tiny": ReportSettings(grid_identities=2, metrics_num_train=200, metrics_num_eval=100,
+                           recognition_identities=3, probe_steps=(45.0, 30.0, 80.0),
+                           probes_per_azimuth=2, pca_components=5, pca_identities=20,
+                           pca_images=20, classifiers=("1nn-cosine",), traverse_faces=1,
+                           traverse_frames=5, fps=5.0, calibration_identities=1,
+                           fidelity_identities=1, reconstruction_faces=3, lineup_faces=4,
+                           scatter_points=500),
+}
+
+
+def preset(name: str) -> ReportSettings:
+    """The settings called ``name`` (quick, full, tiny)."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise DcignError(f"unknown report preset {name!r}; choose from "
+                         f"{', '.join(PRESETS)}") from None
