@@ -65,4 +65,4 @@ def test_walkthrough_notebook_executes(tmp_path, monkeypatch):
     assert list((work / "data").glob("eval-2id-64px"))  # the metrics grid, under the cwd's data/
     texts = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
                     for cell in nb.cells for o in cell.get("outputs", []))
-    assert "spearman_light" in texts and "dcign-intrinsic" in texts
+    assert "spearman_light" in texts and "dcign: intrinsic block" in texts

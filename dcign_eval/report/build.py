@@ -64,10 +64,11 @@ class _Sections:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
-def load_report_models(models: Sequence) -> list[Model]:
-    """1 to :data:`MAX_MODELS` models (specs for :func:`load_model` or loaded), names made
-    unique; the first is the one the page is about."""
-    models = list(models)
+def load_report_models(models) -> list[Model]:
+    """1 to :data:`MAX_MODELS` models (a spec for :func:`dcign_eval.protocol.load_model`, a
+    loaded model, or a sequence of them), names made unique; the first is the one the page is
+    about."""
+    models = [models] if isinstance(models, (str, os.PathLike, Model)) else list(models)
     if not 1 <= len(models) <= MAX_MODELS:
         raise DcignError(f"the report compares 1 to {MAX_MODELS} models, got {len(models)}")
     return unique_names([as_model(m) for m in models])
@@ -125,8 +126,7 @@ def build_report(models: Sequence = DEFAULT_MODELS, out: str | os.PathLike = "re
     started = time.perf_counter()
 
     with sections("loading models"):
-        models = load_report_models([models] if isinstance(models, (str, os.PathLike))
-                                    else models)
+        models = load_report_models(models)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
