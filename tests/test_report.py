@@ -8,7 +8,9 @@ and open it in headless Chromium.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import html
 import html.parser
 import http.server
 import json
@@ -375,13 +377,14 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def test_page_loads_in_headless_chromium(demo, tmp_path):
+@contextlib.contextmanager
+def _chromium(folder: Path, tmp_path: Path):
+    """A headless Chromium with ``folder`` served over HTTP; yields (driver, page URL)."""
     _browser_or_skip()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
 
-    folder = demo["result"].report.parent
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -400,6 +403,15 @@ def test_page_loads_in_headless_chromium(demo, tmp_path):
         WebDriverWait(driver, 30).until(lambda d: d.execute_script(
             "return [...document.images].every(i => i.complete) && "
             "[...document.querySelectorAll('video')].every(v => v.readyState >= 1 || v.error)"))
+        yield driver
+    finally:
+        driver.quit()
+        server.shutdown()
+
+
+def test_page_loads_in_headless_chromium(demo, tmp_path):
+    folder = demo["result"].report.parent
+    with _chromium(folder, tmp_path) as driver:
         images = driver.execute_script(
             "return [...document.images].map(i => [i.getAttribute('src'), i.naturalWidth])")
         videos = driver.execute_script(
@@ -408,12 +420,73 @@ def test_page_loads_in_headless_chromium(demo, tmp_path):
         logs = driver.get_log("browser")
         shot = tmp_path / "report.png"
         driver.save_screenshot(str(shot))
-    finally:
-        driver.quit()
-        server.shutdown()
     assert len(images) >= 20
     assert [src for src, width in images if not width > 0] == []
     assert len(videos) == 6
     assert [v for v in videos if v[2] is not None or v[1] < 1] == []
     assert [entry for entry in logs if entry["level"] == "SEVERE"] == []
     assert shot.stat().st_size > 10_000
+
+
+# -- three models side by side, one of them an outside model ----------------------------------------
+
+SECTIONS = ("models", "reconstructions", "traversals", "scatter", "metrics", "recognition")
+PCA_SPEC = str(Path(__file__).resolve().parent.parent / "examples" / "pca_model.py") + \
+    ":make_model"
+
+
+@pytest.fixture(scope="module")
+def three(demo, tmp_path_factory):
+    """``report --model dcign --model vae --model examples/pca_model.py:make_model``, tiny."""
+    out = tmp_path_factory.mktemp("three") / "report"
+    runs = demo["result"].runs
+    result = rp.build_report([runs["dcign"], runs["vae"], PCA_SPEC], out=out, settings="tiny",
+                             **demo["kwargs"])
+    return result
+
+
+def _section_texts(page: str) -> dict[str, str]:
+    """The text of each section of the page, tags stripped."""
+    out = {}
+    for name in SECTIONS:
+        body = page.split(f'<section id="{name}">', 1)[1].split("</section>", 1)[0]
+        out[name] = html.unescape(re.sub(r"<[^>]+>", " ", body))
+    return out
+
+
+def test_three_models_in_every_section(three):
+    folder = three.index.parent
+    texts = _section_texts(three.index.read_text())
+    for section, text in texts.items():
+        for name in ("dcign", "vae", "pca"):
+            assert name in text, (section, name)
+    metrics = pd.read_csv(folder / "tables" / "metrics.csv")
+    assert list(dict.fromkeys(metrics["model"])) == ["dcign", "vae", "pca",
+                                                     "true factors (ceiling)",
+                                                     "random code (floor)"]
+    recognition = pd.read_csv(folder / "recognition" / "summary.csv")
+    assert {"dcign: intrinsic block", "dcign: full code", "vae: full code",
+            "pca: full code"} <= set(recognition["feature"])
+    rec = pd.read_csv(folder / "tables" / "reconstructions.csv")
+    assert {"mse:dcign", "mse:vae", "mse:pca"} <= set(rec.columns)
+    movies = [link for tag, link, _ in _links(three.index) if tag == "video"]
+    assert len(movies) == 9  # three angles, three models
+
+
+def test_three_model_page_in_headless_chromium(three, tmp_path):
+    with _chromium(three.index.parent, tmp_path) as driver:
+        texts = driver.execute_script(
+            "return Object.fromEntries([...document.querySelectorAll('main > section')]"
+            ".map(s => [s.id, s.innerText]))")
+        header = driver.execute_script(
+            "return [...document.querySelectorAll('.model-name')].map(e => e.innerText)")
+        broken = driver.execute_script(
+            "return [...document.images].filter(i => !(i.naturalWidth > 0))"
+            ".map(i => i.getAttribute('src'))")
+        logs = driver.get_log("browser")
+    assert header == ["dcign", "vae", "pca"]
+    for section in SECTIONS:
+        for name in header:
+            assert name in texts[section], (section, name)
+    assert broken == []
+    assert [entry for entry in logs if entry["level"] == "SEVERE"] == []
