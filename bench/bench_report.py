@@ -1,0 +1,68 @@
+"""Time ``dcign-eval report`` cold: the default two models, then with more models beside them.
+
+Goal: at most 2 minutes cold on 2 cores for the default two models (the shipped dcign and vae,
+quick preset), and about a minute more for each further model. Cold means nothing cached: each
+run gets a fresh code cache, evaluation grid and recognition faces in a temporary directory, so
+the face world is rendered and every model encodes afresh. The time of every section is printed
+for both runs, then the total for two models and the cost per extra model.
+
+    .venv/bin/python bench/bench_report.py                 # dcign + vae, then + the PCA example
+    .venv/bin/python bench/bench_report.py --extra examples/beta_vae.py:make_model \\
+        --extra examples/pca_model.py:make_model --preset tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import pandas as pd  # noqa: E402
+
+from dcign_eval.report import build_report  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cold_report(models: list[str], preset: str, seed: int) -> dict[str, float]:
+    """Section seconds of one report of ``models`` with every cache empty."""
+    with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
+        tmp = Path(tmp)
+        os.environ["DCIGN_EVAL_CACHE"] = str(tmp / "cache")
+        result = build_report(models, out=tmp / "report", seed=seed, settings=preset,
+                              grid_dir=tmp / "data", cache_dir=tmp / "cache",
+                              recognition_cache=tmp / "recognition")
+        return result.seconds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", default=None,
+                        help="the first models (default: dcign and vae)")
+    parser.add_argument("--extra", action="append", default=None,
+                        help="models added beside them (default: the PCA example)")
+    parser.add_argument("--preset", default="quick", help="report preset (quick, full, tiny)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    base = args.model or ["dcign", "vae"]
+    extra = args.extra or [f"{ROOT / 'examples' / 'pca_model.py'}:make_model"]
+
+    print(f"cold report, preset {args.preset}, {os.cpu_count()} cores")
+    two = cold_report(base, args.preset, args.seed)
+    more = cold_report(base + extra, args.preset, args.seed)
+    table = pd.DataFrame({f"{len(base)} models": pd.Series(two),
+                          f"{len(base) + len(extra)} models": pd.Series(more)})
+    table["extra"] = table.iloc[:, 1] - table.iloc[:, 0]
+    print(table.to_string(float_format=lambda v: f"{v:7.1f}"))
+    per_model = (more["total"] - two["total"]) / len(extra)
+    print(f"{len(base)} models: {two['total']:.0f} s (goal <= 120 s); each extra model: "
+          f"{per_model:.0f} s (goal about 60 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
