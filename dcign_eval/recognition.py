@@ -42,7 +42,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import shutil
 import time
 import warnings

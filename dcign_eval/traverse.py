@@ -33,9 +33,7 @@ result, or any object with those members.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import json
 import math
 import os
 import tempfile
@@ -45,7 +43,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.ndimage import gaussian_filter
 from scipy.stats import rankdata
 from sklearn.isotonic import IsotonicRegression
 
@@ -54,8 +51,8 @@ from dcign_eval.imaging import mse, ssim
 from dcign_eval.protocol import as_model
 from trainer.errors import DcignError
 from trainer.faces.render import FACTOR_RANGES, render_faces
-from trainer.faces.world import GENERATOR_VERSION, TEST_IDENTITY_OFFSET, factor_values
-from trainer.io import atomic_write_bytes, atomic_write_text, sha256_file
+from trainer.faces.world import TEST_IDENTITY_OFFSET, factor_values
+from trainer.io import atomic_write_bytes, atomic_write_text
 
 NAMED = tuple(FACTOR_RANGES)  # ("azimuth", "elevation", "light")
 CALIBRATION_FORMAT = "dcign-traverse-calibration"
