@@ -154,27 +154,26 @@ class DirectoryLock:
     """
 
     def __init__(self, path: str | os.PathLike, wait: bool = False):
+        self.given = Path(path)  # as the user wrote it, for messages
         self.path = Path(os.path.abspath(path))
         self.file = self.path.parent / f".{self.path.name}.lock"
         self.wait = wait
         self._fd: int | None = None
 
     def __enter__(self) -> "DirectoryLock":
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise DcignError(f"cannot write to {self.path.parent} ({_reason(e)})") from None
+        check_writable_dir(self.given.parent, "the folder")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             try:
                 fd = os.open(self.file, os.O_RDWR | os.O_CREAT, default_mode())
             except OSError as e:
-                raise DcignError(f"cannot write to {self.path.parent} ({_reason(e)})") from None
+                raise DcignError(f"cannot write to {self.given.parent} ({_reason(e)})") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
                 os.close(fd)
-                raise DcignError(f"{self.path} is being written by another process "
+                raise DcignError(f"{self.given} is being written by another process "
                                  f"(pid {owner})") from None
             # the previous owner may have removed the file between our open and our flock: then
             # we hold a lock on a file nobody else sees, and must try again on the new one

@@ -373,6 +373,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     rank, local_rank, world = setup_distributed(cfg.device)
     try:
         # the master alone writes the run directory, and holds it against other processes
+        if rank == 0:
+            check_writable_dir(cfg.out)
         with DirectoryLock(cfg.out) if rank == 0 else contextlib.nullcontext():
             result = _train(cfg, rank, local_rank, world)
         if world > 1:
