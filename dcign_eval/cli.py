@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from trainer.errors import DcignError
+from trainer.io import check_writable_dir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and evaluate DC-IGN models on a rendered face world.")
@@ -165,6 +166,8 @@ def metrics_cmd(
     from dcign_eval.metrics.suite import evaluation_worlds, latents_used, measure_models, wide_table
     from dcign_eval.protocol import load_models
 
+    check_writable_dir(out)  # before the work, not after it
+    check_writable_dir(grid_dir, "--grid-dir")
     models = load_models(model)
     worlds = evaluation_worlds(models, grid_dir, identities, progress=progress_bar)
     overrides = {k: v for k, v in (("num_train", num_train), ("num_eval", num_eval)) if v}
@@ -213,6 +216,8 @@ def diagnose_cmd(
     from dcign_eval.protocol import load_models
     from trainer.io import atomic_write_text
 
+    check_writable_dir(out)  # before the work, not after it
+    check_writable_dir(grid_dir, "--grid-dir")
     models = load_models(model)
     worlds = evaluation_worlds(models, grid_dir, identities, progress=progress_bar)
     rows, budget = [], []
@@ -290,6 +295,9 @@ def recognition_cmd(
     from dcign_eval.recognition import CLASSIFIERS, ProbeGrid, run_recognition
 
     specs = [m for m in model if m.strip().lower() not in ("", "none")]
+    check_writable_dir(out)  # before the work, not after it
+    if cache is not None:
+        check_writable_dir(cache, "--cache")
     grid = ProbeGrid(azimuth_step, elevation_step, light_step,
                      probes_per_azimuth=probes_per_azimuth or None)
     if size is not None:
@@ -377,6 +385,7 @@ def traverse_cmd(
     tv.parse_neuron(neuron)
     if (from_deg is None) != (to_deg is None):
         raise DcignError("--from and --to go together (degrees, e.g. --from -60 --to 60)")
+    check_writable_dir(out)  # before the work, not after it
     loaded = load_model(model)
     if not loaded.has_decode:
         raise DcignError(f"{loaded.name} has no decode; a traversal decodes each frame")
@@ -434,8 +443,11 @@ def report_cmd(
     import shlex
 
     from dcign_eval.pipeline import format_seconds
-    from dcign_eval.report import build_report
+    from dcign_eval.report import build_report, check_out
 
+    check_out(out)  # before the work, not after it
+    check_writable_dir(grid_dir, "--grid-dir")
+    check_writable_dir(recognition_cache, "--recognition-cache")
     result = build_report(model, out=out, seed=seed,
                           settings="quick" if quick else "full", grid_dir=grid_dir,
                           recognition_cache=recognition_cache,
@@ -468,6 +480,8 @@ def demo_cmd(
     if profile not in PROFILES:
         raise DcignError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     out = out or Path("out/demo-full" if profile == "full" else "out/demo")
+    check_writable_dir(out)  # before the work, not after it
+    check_writable_dir(data_root, "--data-root")
     result = run_demo(profile, out, data_root=data_root, seed=seed,
                       log=lambda line: typer.echo(line, err=True))
     for name, seconds in result.seconds.items():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,8 @@ from dcign_eval.report.sections import cards, metrics, recognition, reconstructi
 from dcign_eval.report.sections import traversals
 from dcign_eval.report.settings import ReportSettings, preset
 from trainer.errors import DcignError
-from trainer.io import atomic_write_json, atomic_write_text, default_mode
+from trainer.io import (atomic_write_json, atomic_write_text, owned_temp_dir,
+                        remove_orphaned_temp_dirs)
 
 Log = Callable[[str], None]
 #: How many models one page compares.
@@ -129,8 +129,8 @@ def build_report(models: Sequence = DEFAULT_MODELS, out: str | os.PathLike = "re
         models = load_report_models(models)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        os.chmod(staging, default_mode(directory=True))  # mkdtemp's 0700 would stick to DIR
+        remove_orphaned_temp_dirs(out.parent, out.name)  # what a killed report left
+        staging = owned_temp_dir(out.parent, out.name)
     except OSError as e:
         raise DcignError(f"cannot create the report folder next to {out}: {e.strerror}") \
             from None

@@ -10,7 +10,6 @@ import json
 import math
 import os
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from trainer.errors import DcignError
-from trainer.io import atomic_write_bytes
+from trainer.io import atomic_write_bytes, check_writable_dir, owned_temp_dir
 
 REPORT_FORMAT = "dcign-report"
 REPORT_VERSION = 2
@@ -102,7 +101,8 @@ def save_figure(fig, path: Path, dpi: int = 110) -> Path:
 
 
 def check_out(out: Path) -> None:
-    """Refuse to replace a directory that is not a report: only our own folders are swapped."""
+    """Refuse to replace a directory that is not a report: only our own folders are swapped;
+    and fail now, before the work, when the folder that receives it cannot be written."""
     if out.exists():
         if not out.is_dir():
             raise DcignError(f"{out} exists and is not a directory; choose another --out")
@@ -110,6 +110,7 @@ def check_out(out: Path) -> None:
         if any(out.iterdir()) and marker.get("format") != REPORT_FORMAT:
             raise DcignError(f"{out} exists and does not hold a dcign-eval report (no "
                              f"report.json); choose an empty or new --out")
+    check_writable_dir(out.parent, "--out's folder")
 
 
 def swap_into_place(staging: Path, out: Path) -> None:
@@ -117,8 +118,8 @@ def swap_into_place(staging: Path, out: Path) -> None:
     complete."""
     old = None
     if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}-{int(time.time() * 1000)}.tmp"
-        os.rename(out, old)
+        old = owned_temp_dir(out.parent, out.name, tag="old-")
+        os.rename(out, old)  # onto the empty folder
     try:
         os.rename(staging, out)
     except OSError:
