@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.checkpoint import load_checkpoint, load_weights_into
+from trainer.checkpoint import WEIGHTS, load_checkpoint, load_weights_into
 from trainer.errors import DcignError
 from trainer.model import DCIGN
 
@@ -33,7 +33,8 @@ class LoadedModel:
         config: the run's whole ``config.json`` (model, train, latent_layout, data).
         path: the run directory it came from.
         device: where it computes.
-        fingerprint: the sha256 of its weights (as the run's state.json records it).
+        fingerprint: the sha256 of its weights (as the run's state records it).
+        state: the run's state (step, status, checksums, torch version).
     """
 
     model: DCIGN
@@ -41,6 +42,7 @@ class LoadedModel:
     path: Path
     device: torch.device
     fingerprint: str
+    state: dict
 
     @property
     def name(self) -> str:
@@ -137,11 +139,11 @@ def resolve(path_or_name: str | os.PathLike) -> Path:
     """The run directory for a path or a shipped model's name."""
     path = Path(path_or_name)
     if path.exists():
-        return path.parent if path.is_file() and path.name == "model.safetensors" else path
+        return path.parent if path.is_file() and path.name == WEIGHTS else path
     name = str(path_or_name)
     if name in SHIPPED:
         shipped = SHIPPED_DIR / name
-        if not (shipped / "model.safetensors").is_file():
+        if not (shipped / WEIGHTS).is_file():
             raise DcignError(f"the shipped model {name!r} is not installed yet ({shipped} is "
                              f"missing); pass a run directory instead")
         return shipped
@@ -170,4 +172,4 @@ def load_run(path_or_name: str | os.PathLike, device: str | torch.device = "cpu"
     device = torch.device(device)
     model = model.to(device, memory_format=torch.channels_last).eval()
     return LoadedModel(model=model, config=ckpt.config, path=run_dir, device=device,
-                       fingerprint=ckpt.weights_sha256)
+                       fingerprint=ckpt.weights_sha256, state=ckpt.state)

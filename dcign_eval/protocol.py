@@ -43,6 +43,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from dcign_eval.models import SHIPPED, load_run, resolve
+from trainer.checkpoint import WEIGHTS
 from trainer.errors import DcignError
 
 #: Image sizes a model may take (the face world renders at any of them).
@@ -256,7 +257,7 @@ def default_name(spec: str | os.PathLike) -> str:
         target = match["target"]
         return Path(target).stem if target.endswith(".py") else target.rsplit(".", 1)[-1]
     path = Path(text)
-    if path.name == "model.safetensors":
+    if path.name == WEIGHTS:
         path = path.parent
     return path.resolve().name if path.name in ("", ".", "..") else path.name
 

@@ -273,6 +273,13 @@ def load_weights_into(model: torch.nn.Module, ckpt: Checkpoint,
 
 # -- helpers ---------------------------------------------------------------------------------------
 
+def read_history(run_dir: str | os.PathLike) -> list[dict]:
+    """The training history of a run directory, a dict per row (:data:`HISTORY_COLUMNS`); [] for
+    a run without one. CheckpointError for a history of other columns."""
+    path = Path(run_dir) / HISTORY
+    return _read_history(path) if path.is_file() else []
+
+
 def _check_run_dir(run_dir) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.exists():

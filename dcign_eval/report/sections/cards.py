@@ -14,13 +14,13 @@ import pandas as pd
 from dcign_eval.models import LoadedModel
 from dcign_eval.protocol import Model
 from dcign_eval.report.page import Section, figure_link, html_table, read_json, table_link
-from trainer.errors import DatasetError, DcignError
+from trainer.checkpoint import read_history
+from trainer.errors import CheckpointError, DatasetError, DcignError
 
 
 def _read_history(run_dir) -> pd.DataFrame | None:
-    path = Path(run_dir) / "history.csv"
-    with contextlib.suppress(OSError, ValueError, pd.errors.ParserError):
-        frame = pd.read_csv(path)
+    with contextlib.suppress(CheckpointError, OSError, ValueError):
+        frame = pd.DataFrame(read_history(run_dir))
         if {"step", "split", "neg_elbo"} <= set(frame.columns):
             return frame
     return None
@@ -62,7 +62,7 @@ def model_card(m: Model) -> dict[str, str]:
     config = getattr(m, "config", {}) or {}
     train, model_cfg = config.get("train", {}), config.get("model", {})
     path = getattr(m, "path", None)
-    state = read_json(Path(path) / "state.json") if path else {}
+    state = getattr(m, "state", None) or {}
     history = _read_history(path) if path else None
     n_params = sum(int(p.numel()) for p in m.model.parameters()) if hasattr(m, "model") else None
     layout = config.get("latent_layout") or {}
