@@ -919,8 +919,7 @@ def run_recognition(models: Sequence = (), *, out=None, n_identities: int = 100,
     result = RecognitionResult(
         predictions=predictions, accuracy=accuracy,
         summary=summary_table(predictions, large_pose),
-        comparison=(pose_comparison(predictions, reference, large_pose) if reference else
-                    pose_comparison(predictions, "", large_pose)),
+        comparison=pose_comparison(predictions, reference or "", large_pose),
         verification=verification_table(pairs, by_azimuth=True, azimuth_bin=grid.azimuth_step),
         verification_summary=verification_table(pairs, by_azimuth=False),
         params=params)

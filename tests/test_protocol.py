@@ -224,6 +224,34 @@ def test_outside_models_in_traverse_and_diagnose(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "d" / "code_budget.csv").exists()
 
 
+def test_a_model_without_decode_is_measured_but_not_traversed(tmp_path, monkeypatch, capsys):
+    from dcign_eval.report.sections import reconstructions, traversals
+    from dcign_eval.report.settings import PRESETS
+
+    path = write_factory(tmp_path, """
+        class Mean:
+            image_size = 16
+            name = "mean"
+
+            def encode(self, images):
+                return np.asarray(images, np.float32).mean(axis=(1, 2))[:, None]
+
+        def make():
+            return Mean()
+        """)
+    code, _, err = run_cli(["traverse", "--model", f"{path}:make", "--out", tmp_path / "t"],
+                           monkeypatch, capsys)
+    assert code == 2 and err.strip() == "error: mean has no decode; a traversal decodes each frame"
+    model = load_model(f"{path}:make")
+    rec = reconstructions.section([model], PRESETS["tiny"], 0)
+    assert rec.context["reconstructions"] is None and not rec.figures
+    assert rec.context["reconstructions_absent"] == ["mean has no decode, so no reconstructions."]
+    trav = traversals.section([model], PRESETS["tiny"], tmp_path / "page", tmp_path / "cache")
+    assert trav.context["fidelity"] is None and not any(trav.context["movies"].values())
+    assert trav.context["traversals_absent"] == [
+        "mean has no decode, so no traversals or re-rendering."]
+
+
 def test_the_beta_vae_training_script_runs(tmp_path):
     weights = tmp_path / "bvae.safetensors"
     r = subprocess.run([sys.executable, str(EXAMPLES / "train_beta_vae.py"), "--seconds", "1",
