@@ -147,8 +147,9 @@ def resolve(path_or_name: str | os.PathLike) -> Path:
             raise DcignError(f"the shipped model {name!r} is not installed yet ({shipped} is "
                              f"missing); pass a run directory instead")
         return shipped
-    raise DcignError(f"no model {name!r}: not a run directory, nor one of the shipped models "
-                     f"{', '.join(SHIPPED)}")
+    raise DcignError(f"no model {name!r}: not a run directory, a shipped model "
+                     f"({', '.join(SHIPPED)}), path/to/file.py:factory nor "
+                     f"package.module:factory")
 
 
 def load_run(path_or_name: str | os.PathLike, device: str | torch.device = "cpu",
