@@ -46,12 +46,12 @@ def _duration(seconds: float) -> str:
 def outside_card(m: Model) -> dict[str, str]:
     """The card of a model that is not one of our runs: what the protocol tells of it."""
     named = ", ".join(f"{k} = z{v}" for k, v in m.latent_names.items())
+    layout = f"{named or 'none named'}; intrinsic block: {len(m.intrinsic)} latents"
     return {"model": m.source, "role": "outside model", "kind": type(m.implementation).__name__,
             "image size": f"{m.image_size} px", "latents": str(m.latent_dim),
-            "latent layout": named or "none named",
-            "intrinsic block": f"{len(m.intrinsic)} latents",
+            "latent layout": layout,
             "decodes": "yes" if m.has_decode else "no (no reconstructions or traversals)",
-            "fingerprint": m.fingerprint[:16]}
+            "fingerprint (its codes of a fixed probe batch)": m.fingerprint[:16]}
 
 
 def model_card(m: Model) -> dict[str, str]:
