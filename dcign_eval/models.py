@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.checkpoint import load_checkpoint, load_weights_into
+from trainer.checkpoint import load_checkpoint, load_weights_into, resolve_run_dir
 from trainer.errors import DcignError
 from trainer.model import DCIGN
 
@@ -123,8 +123,9 @@ class LoadedModel:
 def resolve(path_or_name: str | os.PathLike) -> Path:
     """The run directory for a path or a shipped model's name."""
     path = Path(path_or_name)
-    if path.exists():
-        return path.parent if path.is_file() and path.name == "model.safetensors" else path
+    if path.exists():  # a recipe's output directory stands for its last stage
+        return resolve_run_dir(path.parent if path.is_file() and path.name == "model.safetensors"
+                               else path)
     name = str(path_or_name)
     if name in SHIPPED:
         shipped = SHIPPED_DIR / name
@@ -141,8 +142,8 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
     """Load a trained model for analysis.
 
     Args:
-        path_or_name: a run directory (or its ``model.safetensors``), or the name of a shipped
-            model ("dcign", "vae").
+        path_or_name: a run directory (or its ``model.safetensors``), a recipe's output
+            directory (its last stage), or the name of a shipped model ("dcign", "vae").
         device: where to compute ("cpu", "cuda", ...).
     Returns:
         a :class:`LoadedModel` in eval mode.

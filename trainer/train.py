@@ -9,12 +9,14 @@ Monovariant mode (Kulkarni et al. 2015, sec. 3.1): each step draws a batch type 
 azimuth : elevation : light : intrinsic ratio and one monovariant batch of that type; the latents
 outside its active group are clamped and receive the invariance gradient
 (:mod:`trainer.monovariant`). VAE mode (the original's main.lua): the same network on batches of
-faces drawn at random from the whole training split; ``beta`` != 1 makes it a beta-VAE.
+faces drawn at random from the whole training split; ``kl_weight`` != 1 makes it a beta-VAE.
+``batches_per_step`` > 1 puts several batches (each monovariant batch with its own type and its
+own clamp) into one optimiser step, to keep a GPU busy.
 
-The objective is the *sum* over the batch of ``bce + beta * kl`` (the original criteria had
+The objective is the *sum* over the batch of ``bce + kl_weight * kl`` (the original criteria had
 ``sizeAverage = false``). Adam is invariant to the loss scale, but the invariance gradient is not:
 summing keeps ``invariance_strength`` at the original's scale relative to the reconstruction
-gradient. The history logs per-image means; ``neg_elbo`` there always uses beta = 1.
+gradient. The history logs per-image means; ``neg_elbo`` there always has KL weight 1.
 
 Randomness is counter-based: step ``t`` of rank ``r`` draws its batch and its noise from
 ``numpy.random.default_rng([seed, r, t])``. The batch sequence is a pure function of
@@ -30,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import platform
 import signal
 import sys
 import threading
@@ -48,7 +51,8 @@ from trainer.faces.datasets import BATCH_TYPES, FaceDataset, load_dataset
 from trainer.model import (DCIGN, DCIGN_LATENTS, DECODER_SHAPE, ENCODER_SHAPE, ModelConfig,
                            neg_elbo, widen_decoder)
 from trainer.monovariant import (CLAMP_REFERENCES, DEFAULT_RATIO, INVARIANCE_SCALES,
-                                 ActiveSpread, MonovariantClamp, batch_type_probabilities,
+                                 ActiveSpread, GroupedClamp, MonovariantClamp,
+                                 batch_type_probabilities,
                                  inactive_mask, sample_monovariant_batch)
 
 MODES = ("monovariant", "vae")
@@ -56,8 +60,15 @@ LR_SCHEDULES = ("constant", "cosine")
 SPREAD_KEY = "invariance_spread"  # in rng.pt: the ActiveSpread of a relative-invariance run
 
 
-def _knob(default, help: str):
-    return field(default=default, metadata={"help": help})
+def _knob(default, help: str, modes: tuple[str, ...] = MODES):
+    """A TrainConfig field: its default, its --help, and the modes in which it means something
+    (set to anything but its default in another mode, it is an error)."""
+    return field(default=default, metadata={"help": help, "modes": modes})
+
+
+MONOVARIANT = ("monovariant",)
+#: old names of config keys, still read from saved configs, --config files and recipes
+RENAMED = {"beta": "kl_weight"}
 
 
 @dataclass
@@ -75,17 +86,23 @@ class TrainConfig:
                                          "a cosine (a resumed run keeps its --steps)")
     betas: tuple = _knob((0.9, 0.99), "Adam betas (the original rmsprop.lua's decay rates)")
     eps: float = _knob(1e-8, "Adam epsilon")
-    beta: float = _knob(1.0, "KL weight (beta-VAE); 1 is the plain ELBO")
-    ratio: tuple = _knob(DEFAULT_RATIO, "batch-type ratio azimuth elevation light intrinsic")
+    kl_weight: float = _knob(1.0, "weight of the KL term (a beta-VAE's beta); 1 is the plain "
+                                  "ELBO (formerly --beta)")
+    batches_per_step: int = _knob(1, "batches in one optimiser step: K x batch_size images, each "
+                                     "monovariant batch of 20 with its own type, clamped "
+                                     "against its own mean (the sum of K one-batch gradients; "
+                                     "keeps a GPU busy)")
+    ratio: tuple = _knob(DEFAULT_RATIO, "batch-type ratio azimuth elevation light intrinsic",
+                         MONOVARIANT)
     clamp_reference: str = _knob("mean", "clamp inactive latents to the batch 'mean' (paper) "
-                                         "or the 'first' sample (original code)")
+                                         "or the 'first' sample (original code)", MONOVARIANT)
     invariance_strength: float = _knob(0.01, "scale of the gradient pulling inactive latents "
-                                             "toward the batch mean")
+                                             "toward the batch mean", MONOVARIANT)
     invariance_scale: str = _knob("absolute", "'absolute': the pull is strength * (z - mean) "
                                               "(paper); 'relative': the penalty is each "
                                               "latent's spread when clamped over its spread when "
                                               "active (running estimates), so shrinking a "
-                                              "latent does not lower it")
+                                              "latent does not lower it", MONOVARIANT)
     width: float = _knob(1.0, "channel multiplier; 1 is the paper's 96-48-24 encoder")
     code_width: float = _knob(0.0, "channel multiplier of the 24-channel maps next to the code "
                                    "(encoder's last conv, decoder's reshape); 0: --width")
@@ -111,7 +128,7 @@ class TrainConfig:
     unclamped_share: float = _knob(0.0, "monovariant: share of steps on a random batch of the "
                                         "whole set with nothing clamped, as the baseline trains, "
                                         "so every latent keeps feeding the decoder (not in the "
-                                        "paper)")
+                                        "paper)", MONOVARIANT)
     decoder_noise: float = _knob(1.0, "scale of the sampling noise the decoder sees in training: "
                                       "1 the ELBO's z = mu + sigma * eps; 0 the encoder's means, "
                                       "which reconstructions and traversals decode (a sharper "
@@ -124,7 +141,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "the config", error=DcignError) -> "TrainConfig":
-        """Build from a dict (JSON lists become tuples); unknown keys raise ``error``."""
+        """Build from a dict (JSON lists become tuples); unknown keys raise ``error``.
+
+        Old key names (:data:`RENAMED`, e.g. a saved config's ``beta``) are read as the new ones.
+        """
+        d = renamed_keys(d, source, error)
         known = [f.name for f in fields(cls)]
         unknown = [k for k in d if k not in known]
         if unknown:
@@ -158,15 +179,18 @@ class TrainConfig:
                 or not all(0 <= b < 1 for b in self.betas):
             bad(f"Adam needs lr > 0, eps > 0 and 2 betas in [0, 1), got {self.lr}, {self.eps}, "
                 f"{list(self.betas)}")
-        if min(self.beta, self.invariance_strength, self.code_width, self.decoder_width,
+        if min(self.kl_weight, self.invariance_strength, self.code_width, self.decoder_width,
                self.decoder_hidden) < 0:
-            bad("beta, invariance_strength, code_width, decoder_width and decoder_hidden must be "
-                ">= 0")
+            bad("kl_weight, invariance_strength, code_width, decoder_width and decoder_hidden "
+                "must be >= 0")
+        if self.batches_per_step < 1:
+            bad(f"batches_per_step must be >= 1, got {self.batches_per_step}")
         if not 0 <= self.unclamped_share <= 1:
             bad(f"unclamped_share must be in [0, 1], got {self.unclamped_share}")
-        if self.unclamped_share and self.mode != "monovariant":
-            bad("unclamped_share is a share of monovariant training; in vae mode nothing is "
-                "clamped")
+        ignored = ignored_options(self.to_dict(), self.mode)
+        if ignored:
+            bad(f"{ignored[0]} means nothing in {self.mode} mode (it applies to "
+                f"{' and '.join(mode_of(ignored[0]))} training only); leave it out")
         if not 0 <= self.decoder_noise <= 1:
             bad(f"decoder_noise must be in [0, 1], got {self.decoder_noise}")
         if self.checkpoint_every < 1 or self.val_every < 0 or self.val_batches < 1:
@@ -178,11 +202,35 @@ class TrainConfig:
         batch_type_probabilities(self.ratio)
 
 
+def mode_of(key: str) -> tuple[str, ...]:
+    """The modes in which TrainConfig option ``key`` means something."""
+    return {f.name: f.metadata["modes"] for f in fields(TrainConfig)}[key]
+
+
+def ignored_options(options: dict, mode: str) -> list[str]:
+    """The keys of ``options`` set to other than their default that ``mode`` would ignore."""
+    defaults = TrainConfig().to_dict()
+    return [k for k, v in options.items()
+            if k in defaults and mode not in mode_of(k)
+            and (list(v) if isinstance(v, tuple) else v) != defaults[k]]
+
+
+def renamed_keys(d: dict, source: str = "the config", error=DcignError) -> dict:
+    """``d`` with old key names (:data:`RENAMED`) turned into the new ones."""
+    out = dict(d)
+    for old, new in RENAMED.items():
+        if old in out:
+            if new in out:
+                raise error(f"{source} sets both {old!r} and its new name {new!r}; keep {new!r}")
+            out[new] = out.pop(old)
+    return out
+
+
 # A resumed run keeps these; the others (paths, lengths, intervals, device) may change.
-FIXED_ON_RESUME = ("mode", "batch_size", "lr", "lr_schedule", "betas", "eps", "beta", "ratio",
-                   "clamp_reference", "invariance_strength", "invariance_scale", "width",
-                   "code_width", "decoder_width", "decoder_hidden", "latent_dim", "freeze_encoder",
-                   "unclamped_share", "decoder_noise", "seed")
+FIXED_ON_RESUME = ("mode", "batch_size", "batches_per_step", "lr", "lr_schedule", "betas", "eps",
+                   "kl_weight", "ratio", "clamp_reference", "invariance_strength",
+                   "invariance_scale", "width", "code_width", "decoder_width", "decoder_hidden",
+                   "latent_dim", "freeze_encoder", "unclamped_share", "decoder_noise", "seed")
 
 
 class NonFiniteLoss(DcignError):
@@ -192,7 +240,7 @@ class NonFiniteLoss(DcignError):
 @dataclass
 class TrainResult:
     step: int
-    status: str  # "finished" or "interrupted"
+    status: str  # "finished", "interrupted" or "paused" (at train's stop_at)
     model: DCIGN  # the unwrapped model, on its device
     history: list
     out: Path
@@ -281,16 +329,16 @@ def evaluate(model: DCIGN, test: FaceDataset, rows_list: list, device: torch.dev
     return dict(zip(("neg_elbo", "bce", "kl"), (totals / n).tolist()))
 
 
-def forward_backward(fwd, x: torch.Tensor, eps: torch.Tensor, clamp, beta: float,
+def forward_backward(fwd, x: torch.Tensor, eps: torch.Tensor, clamp, kl_weight: float,
                      autocast) -> torch.Tensor:
     """One forward and backward pass; returns [neg_elbo, bce, kl] per-image means and the loss.
 
-    The loss is the batch *sum* of bce + beta * kl (see the module docstring).
+    The loss is the batch *sum* of bce + kl_weight * kl (see the module docstring).
     """
     with autocast:
         logits, mu, logvar = fwd(x, eps, clamp)
     nelbo, bce, kl = neg_elbo(logits, x, mu, logvar)
-    loss = (bce + beta * kl).sum()
+    loss = (bce + kl_weight * kl).sum()
     loss.backward()
     return torch.stack([nelbo.mean(), bce.mean(), kl.mean(), loss]).detach()
 
@@ -360,16 +408,22 @@ class Progress:
 
 # -- the loop --------------------------------------------------------------------------------------
 
-def train(cfg: TrainConfig) -> TrainResult:
+def train(cfg: TrainConfig, *, stop_at: int | None = None,
+          record: dict | None = None) -> TrainResult:
     """Train (or resume) the run described by ``cfg``; returns when done or interrupted.
 
+    Args:
+        stop_at: stop after this step with a checkpoint (status "paused"), as an interruption
+            would; resuming then continues exactly (a recipe keeps a stage's earlier step so).
+        record: what the run's lineage says of it: ``stage`` (its name), ``recipe`` (the
+            recipe's text) and ``recipe_file``; see :func:`trainer.checkpoint.new_lineage`.
     Raises DcignError subclasses for bad input (data, checkpoints, config) and
     :class:`NonFiniteLoss` when the loss stops being finite.
     """
     cfg.validate()
     rank, local_rank, world = setup_distributed(cfg.device)
     try:
-        result = _train(cfg, rank, local_rank, world)
+        result = _train(cfg, rank, local_rank, world, stop_at, record or {})
         if world > 1:
             # the master writes the last checkpoint after the others are done; tearing gloo down
             # while a peer is still busy can abort that peer (SIGABRT), so all finish together
@@ -380,7 +434,23 @@ def train(cfg: TrainConfig) -> TrainResult:
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainResult:
+def hardware(device: torch.device, world: int = 1) -> str:
+    """What a run trains on, in words: the accelerator, or the CPU and its cores."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return f"{world} x {name}" if world > 1 else name
+    cpu = platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    procs = f"{world} processes, " if world > 1 else ""
+    return f"{cpu} CPU, {os.cpu_count()} cores, {procs}{torch.get_num_threads()} torch threads"
+
+
+def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: int | None,
+           record: dict) -> TrainResult:
     master = rank == 0
     device = pick_device(cfg.device, local_rank)
     cuda = device.type == "cuda"
@@ -409,9 +479,15 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
     torch.manual_seed(cfg.seed)
     model = DCIGN(model_cfg)
     new_decoder = None  # how a decoder of another shape than --init-from's starts
+    reshaped = start_from is not None and any(
+        getattr(start_from.model_config, k) != getattr(model_cfg, k) for k in DECODER_SHAPE)
+    if resumed is None and start_from is not None and cfg.widen_decoder and not reshaped:
+        raise DcignError(f"widen_decoder: {cfg.init_from}'s decoder already has this shape "
+                         f"({start_from.model_config.decoder_channels} maps, hidden "
+                         f"{start_from.model_config.decoder_hidden}); set a wider "
+                         f"decoder_width / decoder_hidden or leave widen_decoder out")
     if resumed is None and start_from is not None and (cfg.freeze_encoder or cfg.widen_decoder) \
-            and any(getattr(start_from.model_config, k) != getattr(model_cfg, k)
-                    for k in DECODER_SHAPE):
+            and reshaped:
         check_fits(start_from, model_cfg, ENCODER_SHAPE)
         if cfg.widen_decoder:
             narrow = DCIGN(start_from.model_config)
@@ -476,6 +552,11 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
     history = list(resumed.history) if resumed is not None else []
     start = resumed.step if resumed is not None else 0
     last_saved = start if resumed is not None else None
+    lineage = resumed.lineage if resumed is not None else ckpt_io.new_lineage(
+        cfg.init_from or None, stage=record.get("stage"), recipe=record.get("recipe"),
+        recipe_file=record.get("recipe_file"))
+    host = hardware(device, world)
+    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
 
     def save(step: int, status: str) -> None:
         nonlocal last_saved
@@ -486,8 +567,9 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
         if spread is not None:
             rng[SPREAD_KEY] = spread.state_dict()
         ckpt_io.save_checkpoint(out, model=model, config=run_config, optimizer=optimizer, rng=rng,
-                                history=history,
-                                state={"step": step, "status": status, "world_size": world})
+                                history=history, lineage=lineage,
+                                state={"step": step, "status": status, "world_size": world,
+                                       "hardware": host})
         last_saved = step
 
     # SIGINT / SIGTERM: finish the step, write a checkpoint, stop. A second signal leaves at once.
@@ -510,24 +592,32 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
     t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
     images_per_s, status, done_steps = 0.0, "finished", start
     try:
-        for step in range(start, cfg.steps):
+        for step in range(start, end):
             t_step = time.perf_counter()
             rng = np.random.default_rng([cfg.seed, rank, step])
-            # (a share of 0 draws nothing, so runs without it keep their batch sequence)
-            unclamped = cfg.unclamped_share > 0 and rng.random() < cfg.unclamped_share
-            if monovariant and not unclamped:
-                batch_type, rows = sample_monovariant_batch(train_batches, probabilities, rng)
-                clamp = clamps[batch_type]
+            groups = []  # (batch type, rows, clamp) of each batch in this step
+            for _ in range(cfg.batches_per_step):
+                # (a share of 0 draws nothing, so runs without it keep their batch sequence)
+                unclamped = cfg.unclamped_share > 0 and rng.random() < cfg.unclamped_share
+                if monovariant and not unclamped:
+                    batch_type, rows = sample_monovariant_batch(train_batches, probabilities, rng)
+                    groups.append((batch_type, rows, clamps[batch_type]))
+                else:
+                    rows = rng.choice(len(train_set), size=cfg.batch_size, replace=False)
+                    groups.append(("MIXED", rows, None))
+            if len(groups) == 1:
+                batch_type, rows, clamp = groups[0]
             else:
-                batch_type, clamp = "MIXED", None
-                rows = rng.choice(len(train_set), size=cfg.batch_size, replace=False)
+                batch_type = f"{len(groups)} BATCHES"
+                rows = np.concatenate([g[1] for g in groups])
+                clamp = GroupedClamp([g[2] for g in groups], cfg.batch_size)
             x = to_batch(train_set.images, rows, device)
             noise = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
             eps = cfg.decoder_noise * torch.randn(len(rows), cfg.latent_dim,
                                                   generator=noise).to(device)
 
             optimizer.zero_grad(set_to_none=True)
-            stats = forward_backward(fwd, x, eps, clamp, cfg.beta, autocast).cpu()
+            stats = forward_backward(fwd, x, eps, clamp, cfg.kl_weight, autocast).cpu()
 
             # every replica must agree to stop (bad loss anywhere, or a signal) before stepping
             flags = torch.tensor([float(not torch.isfinite(stats).all()),
@@ -553,6 +643,7 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
             progress.update(step + 1, stats, images_per_s)
 
             done = step + 1 == cfg.steps
+            paused = not done and step + 1 == end
             if master and cfg.val_every and ((step + 1) % cfg.val_every == 0 or done):
                 val = evaluate(model, test_set, val_rows, device, autocast, seed=cfg.seed)
                 history.append({"step": step + 1, "split": "test", "batch_type": "ALL", **val,
@@ -561,8 +652,10 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
                               f"  test neg-ELBO {val['neg_elbo']:.1f}  {images_per_s:.0f} img/s")
             if flags[1]:
                 status = "interrupted"
-            if master and ((step + 1) % cfg.checkpoint_every == 0 or done or flags[1]):
-                save(step + 1, status if done or flags[1] else "running")
+            elif paused:
+                status = "paused"
+            if master and ((step + 1) % cfg.checkpoint_every == 0 or done or flags[1] or paused):
+                save(step + 1, status if done or flags[1] or paused else "running")
             done_steps = step + 1
             if flags[1]:
                 break
