@@ -326,3 +326,16 @@ def test_cli_errors_are_one_line_exit_2(tmp_path):
                           timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
+
+
+def test_paper_150_at_a_tiny_scale(data, tmp_path):
+    """The GPU recipe's stages and grouped batches run, on the tiny 64x64 set for one step each."""
+    recipe = load_recipe(ROOT / "recipes" / "paper-150.toml",
+                         [f"data={data}", "steps=1", "width=0.125", "checkpoint_every=1",
+                          "val_every=1", "val_batches=1", "quiet=true", "verify_data=false"])
+    assert recipe.data is None and all(s.options["batches_per_step"] == 8 for s in recipe.stages)
+    assert run_recipe(recipe, tmp_path / "out", log=lambda line: None).status == "finished"
+    lineage = read_lineage(tmp_path / "out")
+    assert [s["name"] for s in lineage.stages] == [s.name for s in recipe.stages]
+    assert lineage.steps == len(recipe.stages) and lineage.images == len(recipe.stages) * 8 * 20
+    assert "--set steps=1" in lineage.recipe

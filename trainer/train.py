@@ -187,7 +187,8 @@ class TrainConfig:
             bad(f"batches_per_step must be >= 1, got {self.batches_per_step}")
         if not 0 <= self.unclamped_share <= 1:
             bad(f"unclamped_share must be in [0, 1], got {self.unclamped_share}")
-        ignored = ignored_options(self.to_dict(), self.mode)
+        ignored = ignored_options({f.name: getattr(self, f.name) for f in fields(self)},
+                                  self.mode)
         if ignored:
             bad(f"{ignored[0]} means nothing in {self.mode} mode (it applies to "
                 f"{' and '.join(mode_of(ignored[0]))} training only); leave it out")
@@ -209,10 +210,10 @@ def mode_of(key: str) -> tuple[str, ...]:
 
 def ignored_options(options: dict, mode: str) -> list[str]:
     """The keys of ``options`` set to other than their default that ``mode`` would ignore."""
-    defaults = TrainConfig().to_dict()
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
     return [k for k, v in options.items()
             if k in defaults and mode not in mode_of(k)
-            and (list(v) if isinstance(v, tuple) else v) != defaults[k]]
+            and (tuple(v) if isinstance(v, list) else v) != defaults[k]]
 
 
 def renamed_keys(d: dict, source: str = "the config", error=DcignError) -> dict:
