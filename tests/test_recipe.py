@@ -162,11 +162,24 @@ def test_shipped_recipes_parse():
 
 # -- running ---------------------------------------------------------------------------------------
 
-def test_two_stages_end_to_end(data, tmp_path):
-    recipe = parse_recipe(recipe_text(data, TWO_STAGES), "two.toml")
-    out = tmp_path / "out"
-    result = run_recipe(recipe, out, log=lambda line: None)
+@pytest.fixture(scope="module")
+def two_stages(data, tmp_path_factory) -> Path:
+    """TWO_STAGES trained once, uninterrupted."""
+    out = tmp_path_factory.mktemp("recipe") / "out"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = run_recipe(parse_recipe(recipe_text(data, TWO_STAGES), "two.toml"), out,
+                            log=lambda line: None)
+    finally:
+        torch.set_num_threads(threads)
     assert result.status == "finished"
+    return out
+
+
+def test_two_stages_end_to_end(data, two_stages, tmp_path):
+    recipe = parse_recipe(recipe_text(data, TWO_STAGES), "two.toml")
+    out = two_stages
     assert load_checkpoint(out / "pretrain").step == 4
     assert load_checkpoint(out / "dcign").step == 6
     # DIR loads as the final stage's model, DIR/<stage> as that stage's
@@ -201,10 +214,9 @@ def test_two_stages_end_to_end(data, tmp_path):
     assert (out / "dcign" / "state.json").read_text() == before
 
 
-def test_a_crash_mid_recipe_then_the_same_command_finishes_identically(data, tmp_path,
-                                                                       monkeypatch):
+def test_a_crash_mid_recipe_then_the_same_command_finishes_identically(data, two_stages,
+                                                                       tmp_path, monkeypatch):
     recipe = parse_recipe(recipe_text(data, TWO_STAGES), "two.toml")
-    run_recipe(recipe, tmp_path / "whole", log=lambda line: None)
 
     real, calls = train_mod.forward_backward, {"n": 0}
 
@@ -225,7 +237,7 @@ def test_a_crash_mid_recipe_then_the_same_command_finishes_identically(data, tmp
     run_recipe(recipe, tmp_path / "crashed", log=lines.append)
     assert any("pretrain already finished" in line for line in lines)
     assert any("continuing at step 2" in line for line in lines)
-    assert_same_weights(tmp_path / "whole" / "dcign", tmp_path / "crashed" / "dcign")
+    assert_same_weights(two_stages / "dcign", tmp_path / "crashed" / "dcign")
 
 
 def test_kill_9_mid_recipe_then_the_same_command_finishes_identically(data, tmp_path):
@@ -255,7 +267,7 @@ def test_kill_9_mid_recipe_then_the_same_command_finishes_identically(data, tmp_
     assert_same_weights(tmp_path / "whole" / "dcign", tmp_path / "killed" / "dcign")
 
 
-def test_branching_with_init_from_and_init_step(data, tmp_path):
+def test_branching_with_init_from_and_init_step(data, two_stages, tmp_path):
     stages = TWO_STAGES + """
 [[stage]]
 name = "vae"
@@ -267,10 +279,8 @@ init_step = 2
     out = tmp_path / "out"
     run_recipe(parse_recipe(recipe_text(data, stages), "branch.toml"), out, log=lambda l: None)
     # the pretraining ran on to its end exactly as if it had never stopped at step 2
-    run_recipe(parse_recipe(recipe_text(data, TWO_STAGES), "two.toml"), tmp_path / "plain",
-               log=lambda line: None)
-    assert_same_weights(out / "pretrain", tmp_path / "plain" / "pretrain")
-    assert_same_weights(out / "dcign", tmp_path / "plain" / "dcign")
+    assert_same_weights(out / "pretrain", two_stages / "pretrain")
+    assert_same_weights(out / "dcign", two_stages / "dcign")
     # its step-2 checkpoint was kept, and the branch started from it
     assert load_checkpoint(out / "pretrain@2").step == 2
     lineage = read_lineage(out)
@@ -285,9 +295,8 @@ init_step = 2
     assert_same_weights(out / "vae", tmp_path / "vae")
 
 
-def test_a_changed_recipe_does_not_continue_silently(data, tmp_path):
-    out = tmp_path / "out"
-    run_recipe(parse_recipe(recipe_text(data, TWO_STAGES), "two.toml"), out, log=lambda l: None)
+def test_a_changed_recipe_does_not_continue_silently(data, two_stages, tmp_path):
+    out = two_stages
     changed = parse_recipe(recipe_text(data, TWO_STAGES.replace("steps = 6", "steps = 6\n"
                                                                 "lr = 0.001")), "two.toml")
     with pytest.raises(DcignError) as e:
@@ -339,3 +348,33 @@ def test_paper_150_at_a_tiny_scale(data, tmp_path):
     assert [s["name"] for s in lineage.stages] == [s.name for s in recipe.stages]
     assert lineage.steps == len(recipe.stages) and lineage.images == len(recipe.stages) * 8 * 20
     assert "--set steps=1" in lineage.recipe
+
+
+def test_the_lineage_in_the_report_and_the_model_card(two_stages, tmp_path):
+    import importlib.util
+
+    from dcign_eval.report import (load_report_models, model_card, plot_training_curves,
+                                   stage_boundaries, training_curves)
+    models = load_report_models(two_stages)
+    card = model_card(models[0])
+    assert card["steps trained, all stages"] == "10 (200 images, 2 stages)"
+    assert card["stages (the last one's settings above)"] == \
+        "pretrain (vae, 4) → dcign (monovariant, 6)"
+    assert "training time, all stages" in card
+    curves = training_curves(models)
+    train_rows = curves[curves["split"] == "train"]
+    assert list(dict.fromkeys(train_rows["stage"])) == ["pretrain", "dcign"]
+    assert train_rows["step"].min() == 1 and train_rows["step"].max() == 10
+    bounds = stage_boundaries(models)
+    assert list(bounds[["stage", "first_step", "last_step"]].itertuples(index=False, name=None)) \
+        == [("pretrain", 1, 4), ("dcign", 5, 10)]
+    fig = plot_training_curves(curves, bounds)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["dcign"]  # where the second stage starts
+
+    spec = importlib.util.spec_from_file_location("ship_model", ROOT / "scripts" / "ship_model.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    text = ship.card("dcign", two_stages / "dcign", None, [], "", [])
+    assert "- All stages: 2 (10 steps = 200 images)" in text
+    assert "1. `pretrain`: vae mode" in text and "2. `dcign`: monovariant mode" in text
+    assert "Recipe (`two.toml`):" in text and "[[stage]]" in text
