@@ -293,9 +293,6 @@ def model_card(rm: ReportModel) -> dict[str, str]:
         if train.get("unclamped_share"):
             card["unclamped share (random batches, nothing clamped)"] = \
                 f"{train['unclamped_share']:g}"
-    if train.get("decoder_noise", 1.0) != 1.0:
-        card["decoder's sampling noise (1: the ELBO's, 0: the means)"] = \
-            f"{train['decoder_noise']:g}"
     if train.get("freeze_encoder"):
         batches = ("random batches, each face decoded from its own code"
                    if train.get("mode") == "vae" else "monovariant batches, clamped codes")

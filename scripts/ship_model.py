@@ -54,16 +54,12 @@ def summary(run: Path) -> dict:
 
 
 def stage_kind(train: dict) -> str:
-    """'monovariant mode', 'vae mode, decoder alone, encoder frozen', ... from a train config
-    (plus how the decoder was fed when not the ELBO's sampled codes)."""
+    """'monovariant mode', 'vae mode, decoder alone, encoder frozen', ... from a train config."""
     kind = f"{train['mode']} mode"
     if train.get("freeze_encoder"):
         kind += ", decoder alone, encoder frozen"
     if train.get("lr_schedule", "constant") != "constant":
         kind += f", {train['lr_schedule']} learning rate"
-    if train.get("decoder_noise", 1.0) != 1.0:
-        kind += (", decoded from the means" if train["decoder_noise"] == 0 else
-                 f", sampling noise x{train['decoder_noise']:g}")
     return kind
 
 

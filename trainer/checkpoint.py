@@ -54,7 +54,7 @@ from safetensors.torch import save as safetensors_save
 
 from trainer.errors import CheckpointError
 from trainer.io import atomic_write_json, sha256_file
-from trainer.model import ModelConfig
+from trainer.model import REMOVED_FIELDS, ModelConfig
 
 FORMAT = "dcign-run"
 FORMAT_VERSION = 1
@@ -98,6 +98,12 @@ def latent_layout(model_config: ModelConfig) -> dict:
 
 
 def model_config_from_dict(d: dict, source) -> ModelConfig:
+    for key, value in REMOVED_FIELDS.items():  # an old config's field at its no-op value
+        if key in d:
+            if d[key] != value:
+                raise CheckpointError(f"{source} has model {key} = {d[key]!r}, which this "
+                                      f"version no longer builds (only {value!r})")
+            d = {k: v for k, v in d.items() if k != key}
     known = {f.name for f in fields(ModelConfig)}
     unknown = sorted(set(d) - known)
     if unknown:

@@ -332,21 +332,20 @@ def _check_stages(recipe: Recipe, source: str) -> None:
             if mine[key] != theirs[key]:
                 raise DcignError(f"stage {s.name!r} of {source} has {key} {mine[key]:g} but "
                                  f"starts from {s.start!r}, which has {theirs[key]:g}")
-        same_decoder = all(mine[k] == theirs[k] for k in ("decoder_width", "decoder_hidden"))
+        same_decoder = mine["decoder_width"] == theirs["decoder_width"]
         if cfg.widen_decoder and same_decoder:
             raise DcignError(f"stage {s.name!r} of {source} sets widen_decoder but its decoder "
-                             f"has the shape of {s.start!r}'s; set a wider decoder_width or "
-                             f"decoder_hidden, or leave widen_decoder out")
+                             f"has the shape of {s.start!r}'s; set a wider decoder_width, or "
+                             f"leave widen_decoder out")
         if not same_decoder and not (cfg.freeze_encoder or cfg.widen_decoder):
-            raise DcignError(f"stage {s.name!r} of {source} has another decoder than "
-                             f"{s.start!r} (decoder_width, decoder_hidden); grow it with "
-                             f"widen_decoder, or start it afresh with freeze_encoder")
+            raise DcignError(f"stage {s.name!r} of {source} has another decoder_width than "
+                             f"{s.start!r}; grow it with widen_decoder, or start it afresh with "
+                             f"freeze_encoder")
 
 
 def _shape(cfg: TrainConfig) -> dict:
     return {"width": cfg.width, "code_width": cfg.code_width or cfg.width,
-            "latent_dim": cfg.latent_dim, "decoder_width": cfg.decoder_width or cfg.width,
-            "decoder_hidden": cfg.decoder_hidden}
+            "latent_dim": cfg.latent_dim, "decoder_width": cfg.decoder_width or cfg.width}
 
 
 def apply_overrides(raw: dict, overrides) -> None:

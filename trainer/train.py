@@ -69,6 +69,8 @@ def _knob(default, help: str, modes: tuple[str, ...] = MODES):
 MONOVARIANT = ("monovariant",)
 #: old names of config keys, still read from saved configs, --config files and recipes
 RENAMED = {"beta": "kl_weight"}
+#: options no recipe uses any more, read from old configs only at the value that changed nothing
+REMOVED = {"decoder_hidden": 0, "decoder_noise": 1.0}
 
 
 @dataclass
@@ -109,12 +111,9 @@ class TrainConfig:
     decoder_width: float = _knob(0.0, "channel multiplier of the decoder's 48-96-96 maps; "
                                       "0: --width. With --freeze-encoder and an --init-from "
                                       "of another decoder width, the decoder starts afresh")
-    decoder_hidden: int = _knob(0, "units of a ReLU layer between the code and the decoder's "
-                                   "linear layer (0: none, the paper's decoder)")
-    widen_decoder: bool = _knob(False, "with --init-from a run of a smaller decoder: start from "
-                                       "its decoder grown to --decoder-width / --decoder-hidden "
-                                       "so that it computes the same function (Net2WiderNet), "
-                                       "not afresh")
+    widen_decoder: bool = _knob(False, "with --init-from a run of a narrower decoder: start "
+                                       "from its decoder grown to --decoder-width so that it "
+                                       "computes the same function (Net2WiderNet), not afresh")
     latent_dim: int = _knob(200, "latents: azimuth, elevation, light, then intrinsic")
     seed: int = _knob(0, "seed for initialisation, batches and noise")
     checkpoint_every: int = _knob(1000, "steps between checkpoints (and one at the end)")
@@ -129,10 +128,6 @@ class TrainConfig:
                                         "whole set with nothing clamped, as the baseline trains, "
                                         "so every latent keeps feeding the decoder (not in the "
                                         "paper)", MONOVARIANT)
-    decoder_noise: float = _knob(1.0, "scale of the sampling noise the decoder sees in training: "
-                                      "1 the ELBO's z = mu + sigma * eps; 0 the encoder's means, "
-                                      "which reconstructions and traversals decode (a sharper "
-                                      "decoder for them; meant with --freeze-encoder)")
     resume: bool = _knob(False, "continue the run in --out from its last checkpoint")
     compile: bool = _knob(False, "torch.compile the model")
     device: str = _knob("auto", "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
@@ -179,10 +174,9 @@ class TrainConfig:
                 or not all(0 <= b < 1 for b in self.betas):
             bad(f"Adam needs lr > 0, eps > 0 and 2 betas in [0, 1), got {self.lr}, {self.eps}, "
                 f"{list(self.betas)}")
-        if min(self.kl_weight, self.invariance_strength, self.code_width, self.decoder_width,
-               self.decoder_hidden) < 0:
-            bad("kl_weight, invariance_strength, code_width, decoder_width and decoder_hidden "
-                "must be >= 0")
+        if min(self.kl_weight, self.invariance_strength, self.code_width,
+               self.decoder_width) < 0:
+            bad("kl_weight, invariance_strength, code_width and decoder_width must be >= 0")
         if self.batches_per_step < 1:
             bad(f"batches_per_step must be >= 1, got {self.batches_per_step}")
         if not 0 <= self.unclamped_share <= 1:
@@ -192,8 +186,6 @@ class TrainConfig:
         if ignored:
             bad(f"{ignored[0]} means nothing in {self.mode} mode (it applies to "
                 f"{' and '.join(mode_of(ignored[0]))} training only); leave it out")
-        if not 0 <= self.decoder_noise <= 1:
-            bad(f"decoder_noise must be in [0, 1], got {self.decoder_noise}")
         if self.checkpoint_every < 1 or self.val_every < 0 or self.val_batches < 1:
             bad("need checkpoint_every >= 1, val_every >= 0 and val_batches >= 1")
         if self.freeze_encoder and not (self.init_from or self.resume):
@@ -219,6 +211,12 @@ def ignored_options(options: dict, mode: str) -> list[str]:
 def renamed_keys(d: dict, source: str = "the config", error=DcignError) -> dict:
     """``d`` with old key names (:data:`RENAMED`) turned into the new ones."""
     out = dict(d)
+    for key, value in REMOVED.items():
+        if key in out:
+            if out[key] != value:
+                raise error(f"{source} sets {key} = {out[key]!r}; that option was removed (no "
+                            f"recipe used it), only {value!r} still reads")
+            del out[key]
     for old, new in RENAMED.items():
         if old in out:
             if new in out:
@@ -230,8 +228,8 @@ def renamed_keys(d: dict, source: str = "the config", error=DcignError) -> dict:
 # A resumed run keeps these; the others (paths, lengths, intervals, device) may change.
 FIXED_ON_RESUME = ("mode", "batch_size", "batches_per_step", "lr", "lr_schedule", "betas", "eps",
                    "kl_weight", "ratio", "clamp_reference", "invariance_strength",
-                   "invariance_scale", "width", "code_width", "decoder_width", "decoder_hidden",
-                   "latent_dim", "freeze_encoder", "unclamped_share", "decoder_noise", "seed")
+                   "invariance_scale", "width", "code_width", "decoder_width", "latent_dim",
+                   "freeze_encoder", "unclamped_share", "seed")
 
 
 class NonFiniteLoss(DcignError):
@@ -476,7 +474,7 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: in
     model_cfg = ModelConfig(image_size=train_set.size, latent_dim=cfg.latent_dim, width=cfg.width,
                             code_width=cfg.code_width or None,
                             decoder_width=cfg.decoder_width or None,
-                            decoder_hidden=cfg.decoder_hidden, latent_names=dict(names))
+                            latent_names=dict(names))
     torch.manual_seed(cfg.seed)
     model = DCIGN(model_cfg)
     new_decoder = None  # how a decoder of another shape than --init-from's starts
@@ -484,9 +482,8 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: in
         getattr(start_from.model_config, k) != getattr(model_cfg, k) for k in DECODER_SHAPE)
     if resumed is None and start_from is not None and cfg.widen_decoder and not reshaped:
         raise DcignError(f"widen_decoder: {cfg.init_from}'s decoder already has this shape "
-                         f"({start_from.model_config.decoder_channels} maps, hidden "
-                         f"{start_from.model_config.decoder_hidden}); set a wider "
-                         f"decoder_width / decoder_hidden or leave widen_decoder out")
+                         f"({start_from.model_config.decoder_channels} maps); set a wider "
+                         f"decoder_width or leave widen_decoder out")
     if resumed is None and start_from is not None and (cfg.freeze_encoder or cfg.widen_decoder) \
             and reshaped:
         check_fits(start_from, model_cfg, ENCODER_SHAPE)
@@ -587,9 +584,8 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: in
 
     progress = Progress(master and not cfg.quiet, start, cfg.steps)
     if new_decoder:
-        hidden = f", a hidden layer of {cfg.decoder_hidden}" if cfg.decoder_hidden else ""
         progress.note(f"encoder from {cfg.init_from}; a decoder with "
-                      f"{model_cfg.decoder_channels} maps{hidden} starts {new_decoder}")
+                      f"{model_cfg.decoder_channels} maps starts {new_decoder}")
     t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
     images_per_s, status, done_steps = 0.0, "finished", start
     try:
@@ -614,7 +610,7 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: in
                 clamp = GroupedClamp([g[2] for g in groups], cfg.batch_size)
             x = to_batch(train_set.images, rows, device)
             noise = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
-            eps = cfg.decoder_noise * torch.randn(len(rows), cfg.latent_dim,
+            eps = torch.randn(len(rows), cfg.latent_dim,
                                                   generator=noise).to(device)
 
             optimizer.zero_grad(set_to_none=True)
