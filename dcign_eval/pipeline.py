@@ -3,9 +3,10 @@ baseline, evaluate them and write the report -- one command on a fresh machine.
 
 Profiles (:data:`PROFILES`, :func:`profile`):
 
-* ``quick`` -- at most about 15 minutes on a 2-core CPU: 300 monovariant batches per type at
-  64x64, the DC-IGN and the VAE baseline at width 0.25 trained side by side (one process and one
-  core each) for about 2,500 steps, then the report's quick preset.
+* ``quick`` -- at most about 15 minutes on a 2-core CPU: ``recipes/quick.toml`` (300
+  monovariant batches per type at 64x64; a short VAE pretraining, then the DC-IGN and the VAE
+  baseline at width 0.25 both from it, side by side, one process and one core each), then the
+  report's quick preset.
 * ``full`` -- the recipe of the shipped models, read from ``dcign_eval/models/*/config.json``
   when they are installed (otherwise the paper's 3000/350 batches per type, width 0.25, 16,000
   steps); on a GPU it trains at whatever scale those configs ask for (the paper's, 150x150 and
@@ -14,7 +15,9 @@ Profiles (:data:`PROFILES`, :func:`profile`):
 
 Training runs as ``python -m trainer`` subprocesses (the same entry point as ``dcign-eval
 train``), so each gets its own thread pool, and an interrupted demo resumes: a finished run is
-reused, an unfinished one continues with ``--resume``. A DC-IGN recipe that starts from a
+reused, an unfinished one continues with ``--resume``. A profile with a recipe trains its stages
+named ``dcign`` and ``vae`` (``--recipe FILE --stage NAME``): first the stages both descend
+from, then the two branches side by side; the recipe's runner skips and resumes stages itself. A DC-IGN recipe that starts from a
 pretrained baseline (``init_from`` in the shipped config) trains the baseline to the pretraining
 step first, snapshots it, and then trains both on.
 """
@@ -39,12 +42,15 @@ Log = Callable[[str], None]
 #: Steps the DC-IGN's recipe pretrains as a VAE when the shipped config names an ``init_from``
 #: whose own checkpoint is not on this machine (the shipped models' recipe).
 DEFAULT_PRETRAIN_STEPS = 6000
-#: Wall-clock budget of the quick profile's training, in steps of one model (the two models
-#: train side by side on a CPU).
+#: Steps of each model in a profile without a recipe that does not set them.
 QUICK_STEPS = 2500
 #: TrainConfig keys a profile takes from a shipped model's recipe.
-RECIPE_KEYS = ("batch_size", "lr", "betas", "eps", "beta", "ratio", "clamp_reference",
+RECIPE_KEYS = ("batch_size", "lr", "betas", "eps", "kl_weight", "ratio", "clamp_reference",
                "invariance_strength", "latent_dim", "seed")
+#: the recipes this repository ships (recipes/ beside the package)
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+#: the stages of a profile's recipe that are the report's two models
+RECIPE_ROLES = ("dcign", "vae")
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,9 @@ class Profile:
         parallel: train the two models side by side, one process each (CPU); else one after
             the other with every core (GPU).
         source: where the recipe came from.
+        recipe: a recipe file whose stages ``dcign`` and ``vae`` are the two models (then the
+            data and the training come from it, not from the fields above); "" for none.
+        overrides: ``KEY=VALUE`` overrides of the recipe (``--set``).
     """
 
     name: str
@@ -89,6 +98,8 @@ class Profile:
     report: str = "quick"
     parallel: bool = True
     source: str = "built-in"
+    recipe: str = ""
+    overrides: tuple = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -155,35 +166,25 @@ def full_profile(recipe: dict | None | str = "shipped") -> Profile:
         source="the shipped models' config.json")
 
 
-def quick_profile(recipe: dict | None | str = "shipped") -> Profile:
-    """A recipe (see :func:`full_profile`) scaled down to about :data:`QUICK_STEPS` steps of wall
-    time on a 2-core CPU; built-in settings without one."""
-    full = full_profile(recipe)
-    base = Profile("quick")
-    if full.source.startswith("built-in"):
-        return base
-    # Wall time in steps: pretraining, then both models side by side.
-    wall = full.pretrain_steps + max(full.vae_steps - full.pretrain_steps, full.dcign_steps)
-    scale = min(1.0, QUICK_STEPS / max(wall, 1))
-    return replace(base, vae_steps=max(1, round(full.vae_steps * scale)),
-                   dcign_steps=max(1, round(full.dcign_steps * scale)),
-                   pretrain_steps=round(full.pretrain_steps * scale), dcign=full.dcign,
-                   vae=full.vae, source=f"{full.source}, steps scaled by {scale:.3g}")
-
-
-TINY = Profile("tiny", train_batches=3, test_batches=1, train_identities=20, test_identities=20,
-               step=10.0, data="monovariant-demo-tiny", width=0.125, vae_steps=12, dcign_steps=12,
-               pretrain_steps=0, dcign={"latent_dim": 12, "lr": 2e-3},
-               vae={"latent_dim": 12, "lr": 2e-3}, checkpoint_every=6, val_every=0,
-               report="tiny")
+#: the quick recipe in seconds: the plumbing check the tests run
+TINY = Profile("tiny", data="monovariant-demo-tiny", report="tiny",
+               recipe=str(RECIPES_DIR / "quick.toml"), source="recipes/quick.toml, tiny",
+               overrides=("data.train_batches=3", "data.test_batches=1",
+                          "data.train_identities=20", "data.test_identities=20", "data.step=10.0",
+                          "width=0.125", "latent_dim=12", "lr=0.002", "checkpoint_every=6",
+                          "val_every=0", "pretrain.steps=6", "vae.steps=6", "dcign.steps=8"))
 
 PROFILES = ("quick", "full", "tiny")
+
+
+QUICK = Profile("quick", recipe=str(RECIPES_DIR / "quick.toml"),
+                source="recipes/quick.toml")
 
 
 def profile(name: str) -> Profile:
     """The profile called ``name`` (quick, full, tiny)."""
     if name == "quick":
-        return quick_profile()
+        return QUICK
     if name == "full":
         return full_profile()
     if name == "tiny":
@@ -237,19 +238,25 @@ def _run_state(run: Path) -> tuple[int, str] | None:
 
 @dataclass
 class _Job:
+    """One ``python -m trainer``: a run of ``config``, or, with ``argv``, those arguments (a
+    recipe's stages, which resume themselves)."""
+
     name: str
     run: Path
     config: dict
     steps: int
     proc: subprocess.Popen | None = None
     log_file: object = None
+    argv: list[str] | None = None
 
 
 def _start(job: _Job, threads: int) -> None:
     """Start ``python -m trainer`` for a job (resuming an unfinished run of it)."""
     job.run.parent.mkdir(parents=True, exist_ok=True)
     config_path = job.run.parent / f"{job.run.name}.train.json"
-    if _run_state(job.run) is not None:  # continue where it stopped, to this job's steps
+    if job.argv is not None:
+        argv = job.argv
+    elif _run_state(job.run) is not None:  # continue where it stopped, to this job's steps
         argv = ["--out", str(job.run), "--resume", "--steps", str(job.steps), "--no-quiet"]
     else:
         config_path.write_text(json.dumps(job.config, indent=2) + "\n")
@@ -312,6 +319,26 @@ def train_models(jobs: list[_Job], parallel: bool, log: Log, poll: float = 15.0)
                                  f"{_last_line(Path(str(j.run) + '.log'))}")
 
 
+def recipe_jobs(prof: Profile, root: Path, data: Path) -> tuple[list[_Job], list[_Job]]:
+    """The jobs of a profile's recipe: the stages both models descend from (one job), then one
+    job a model (trained side by side when the profile is parallel). Each job's log and run
+    directory are its last stage's."""
+    from trainer.recipe import load_recipe
+
+    overrides = tuple(prof.overrides) + (f"data.out={data}",)
+    recipe = load_recipe(prof.recipe, overrides)
+    chains = {role: [s.name for s in recipe.lineage_of(role)] for role in RECIPE_ROLES}
+    common = [name for name in chains["dcign"] if name in chains["vae"]]
+
+    def job(name: str, stage: str) -> _Job:
+        argv = ["--recipe", str(prof.recipe), "--out", str(root), "--stage", stage]
+        argv += [f"--set={o}" for o in overrides]
+        steps = recipe.stage(stage).options.get("steps", 0)
+        return _Job(name, root / stage, {}, steps, argv=argv)
+    first = [job(f"{common[-1]} (both models start from it)", common[-1])] if common else []
+    return first, [job(role, role) for role in RECIPE_ROLES]
+
+
 def _suppress():
     import contextlib
 
@@ -364,13 +391,25 @@ def run_demo(prof: Profile | str = "quick", out: str | os.PathLike = "out/demo",
     log(f"demo: profile {prof.name} ({prof.source})")
 
     start = time.perf_counter()
-    data = render_data(prof, data_root, log)
+    if prof.recipe:
+        from trainer.recipe import load_recipe
+        from trainer.recipe import render_data as render_recipe_data
+
+        data = data_root / prof.data
+        render_recipe_data(load_recipe(prof.recipe, tuple(prof.overrides) +
+                                       (f"data.out={data}",)), log)
+    else:
+        data = render_data(prof, data_root, log)
     seconds["data"] = time.perf_counter() - start
 
     start = time.perf_counter()
     runs = {"dcign": out / "runs" / "dcign", "vae": out / "runs" / "vae"}
     pretrain = out / "runs" / "vae-pretrain"
-    if prof.pretrain_steps > 0:
+    if prof.recipe:
+        first, branches = recipe_jobs(prof, out / "runs", data)
+        train_models(first, False, log)
+        train_models(branches, prof.parallel, log)
+    elif prof.pretrain_steps > 0:
         train_models([_Job("vae (pretraining)", runs["vae"],
                            _train_config(prof, "vae", data, runs["vae"], prof.pretrain_steps),
                            prof.pretrain_steps)], False, log)
@@ -382,13 +421,14 @@ def run_demo(prof: Profile | str = "quick", out: str | os.PathLike = "out/demo",
                                  f"{out / 'runs'} to start the demo's training afresh")
             shutil.copytree(runs["vae"], pretrain,
                             ignore=shutil.ignore_patterns(".checkpoint-*"))
-    jobs = [_Job("dcign", runs["dcign"],
-                 _train_config(prof, "dcign", data, runs["dcign"], prof.dcign_steps,
-                               pretrain if prof.pretrain_steps > 0 else None),
-                 prof.dcign_steps),
-            _Job("vae", runs["vae"], _train_config(prof, "vae", data, runs["vae"],
-                                                   prof.vae_steps), prof.vae_steps)]
-    train_models(jobs, prof.parallel, log)
+    if not prof.recipe:
+        jobs = [_Job("dcign", runs["dcign"],
+                     _train_config(prof, "dcign", data, runs["dcign"], prof.dcign_steps,
+                                   pretrain if prof.pretrain_steps > 0 else None),
+                     prof.dcign_steps),
+                _Job("vae", runs["vae"], _train_config(prof, "vae", data, runs["vae"],
+                                                       prof.vae_steps), prof.vae_steps)]
+        train_models(jobs, prof.parallel, log)
     seconds["training"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -307,11 +307,10 @@ def test_a_changed_recipe_does_not_continue_silently(data, two_stages, tmp_path)
     with pytest.raises(DcignError) as e:
         run_recipe(longer, out, log=lambda line: None)
     assert "has trained 4 steps, the recipe asks for 5" in str(e.value)
-    (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "notes.txt").write_text("mine")
+    (tmp_path / "other" / "mine").mkdir(parents=True)
     with pytest.raises(DcignError) as e:
         run_recipe(changed, tmp_path / "other", log=lambda line: None)
-    assert "holds no recipe's run" in str(e.value)
+    assert "holds mine/, which is no stage of this recipe" in str(e.value)
 
 
 def test_cli_errors_are_one_line_exit_2(tmp_path):

@@ -118,6 +118,17 @@ class Recipe:
     def final(self) -> str:
         return self.stages[-1].name
 
+    def lineage_of(self, name: str) -> list[Stage]:
+        """The stages ``name`` descends from, earliest first, and ``name`` itself."""
+        names = {s.name for s in self.stages}
+        if name not in names:
+            raise DcignError(f"{self.file} has no stage named {name!r} (stages: "
+                             f"{', '.join(s.name for s in self.stages)})")
+        chain = [self.stage(name)]
+        while chain[0].start is not None:
+            chain.insert(0, self.stage(chain[0].start))
+        return chain
+
     def kept_steps(self) -> dict[str, list[int]]:
         """Stage -> the earlier steps of it that other stages start from (kept as copies)."""
         kept: dict[str, set[int]] = {}
@@ -408,8 +419,13 @@ def check_output(recipe: Recipe, root: str | Path) -> None:
     if ckpt_io.is_run_dir(root):
         raise DcignError(f"{root} holds a training run, not a recipe's stages; choose another "
                          f"--out")
-    if root.is_dir() and any(root.iterdir()) and not (root / ckpt_io.RECIPE_RUN).is_file():
-        raise DcignError(f"{root} is not empty and holds no recipe's run; choose another --out")
+    if root.is_dir() and not (root / ckpt_io.RECIPE_RUN).is_file():
+        names = {s.name for s in recipe.stages}
+        other = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                       and p.name.split("@")[0] not in names)
+        if other:
+            raise DcignError(f"{root} holds {other[0]}/, which is no stage of this recipe; "
+                             f"choose another --out")
     kept = recipe.kept_steps()
     for s in recipe.stages:
         run = ckpt_io.stage_dir(root, s.name)
@@ -464,10 +480,16 @@ def render_data(recipe: Recipe, log: Log) -> None:
     render_monovariant(d["out"], spec, size=size)
 
 
-def run_recipe(recipe: Recipe, out: str | Path, log: Log = _stderr) -> RecipeResult:
+def run_recipe(recipe: Recipe, out: str | Path, log: Log = _stderr,
+               stage: str | None = None) -> RecipeResult:
     """Train the recipe's stages into ``out`` (see the module docstring); returns when all are
-    finished or one was interrupted (SIGINT / SIGTERM: it checkpoints and stops)."""
+    finished or one was interrupted (SIGINT / SIGTERM: it checkpoints and stops).
+
+    ``stage``: train only that stage and the stages it descends from (two branches of one
+    recipe can so train side by side, one process each).
+    """
     root = Path(out)
+    todo = {s.name for s in recipe.lineage_of(stage)} if stage else None
     check_output(recipe, root)
     root.mkdir(parents=True, exist_ok=True)
     ckpt_io.write_recipe_run(root, {
@@ -480,6 +502,8 @@ def run_recipe(recipe: Recipe, out: str | Path, log: Log = _stderr) -> RecipeRes
     record = {"recipe": recipe.lineage_text(), "recipe_file": recipe.file}
     last = None
     for s in recipe.stages:
+        if todo is not None and s.name not in todo:
+            continue
         cfg = s.config(root, recipe)
         run = Path(cfg.out)
         state = _state(run)
@@ -503,9 +527,12 @@ def run_recipe(recipe: Recipe, out: str | Path, log: Log = _stderr) -> RecipeRes
         last = train(replace(cfg, resume=state is not None), record={**record, "stage": s.name})
         if last.status == "interrupted":
             return _interrupted(last, s.name, root)
-    log(f"recipe: all {len(recipe.stages)} stages finished; {root} loads as the final model "
-        f"({recipe.final}), {root}/<stage> as each stage's")
-    return RecipeResult("finished", root, recipe.final, last.step if last else 0)
+    if stage:
+        log(f"recipe: stage {stage} finished; {root / stage} loads as its model")
+    else:
+        log(f"recipe: all {len(recipe.stages)} stages finished; {root} loads as the final model "
+            f"({recipe.final}), {root}/<stage> as each stage's")
+    return RecipeResult("finished", root, stage or recipe.final, last.step if last else 0)
 
 
 def _interrupted(result: TrainResult, stage: str, root: Path) -> RecipeResult:
@@ -534,7 +561,8 @@ def _copy_run(run: Path, dest: Path) -> None:
 # -- the command line ------------------------------------------------------------------------------
 
 def main(argv: list[str], prog: str = "python -m trainer") -> int:
-    """``--recipe FILE --out DIR [--set KEY=VALUE ...] [--plan]``; returns the exit status."""
+    """``--recipe FILE --out DIR [--set KEY=VALUE ...] [--stage NAME] [--plan]``; returns the
+    exit status."""
     import signal
 
     from trainer.__main__ import _Parser
@@ -545,12 +573,14 @@ def main(argv: list[str], prog: str = "python -m trainer") -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override an option: KEY (every stage), data.KEY or STAGE.KEY; "
                         "VALUE in TOML (e.g. --set steps=10 --set data.size=64)")
+    p.add_argument("--stage", metavar="NAME",
+                   help="train only this stage and the stages it descends from")
     p.add_argument("--plan", action="store_true", help="print the stages and stop")
     try:
         args = p.parse_args(argv)
     except DcignError as e:
         extra = [a for a in argv if a.startswith("--") and a.split("=")[0] not in
-                 ("--recipe", "--out", "--set", "--plan")]
+                 ("--recipe", "--out", "--set", "--plan", "--stage")]
         if extra:
             raise DcignError(f"{extra[0]} cannot go with --recipe: set training options in the "
                              f"recipe, or with --set KEY=VALUE") from None
@@ -561,7 +591,9 @@ def main(argv: list[str], prog: str = "python -m trainer") -> int:
         return 0
     if not args.out:
         raise DcignError("--recipe needs --out DIR (where the stages' run directories go)")
-    result = run_recipe(recipe, args.out)
+    if args.stage:
+        recipe.lineage_of(args.stage)  # an unknown name fails before anything trains
+    result = run_recipe(recipe, args.out, stage=args.stage)
     if result.status == "interrupted":
         name = signal.Signals(result.signal).name if result.signal else "a signal"
         _stderr(f"interrupted by {name} in stage {result.stage} at step {result.step}; run the "
