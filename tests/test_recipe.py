@@ -121,7 +121,7 @@ def test_top_level_options_apply_where_they_mean_something():
     ("[[stage]]\nname = 'a/b'\n", TINY, "needs a name of letters"),
     ("", TINY, "has no stages"),
     ("[[stage]]\nname = 'a'\nsteps = 2\n[[stage]]\nname = 'b'\ndecoder_width = 1.0\n", TINY,
-     "has another decoder than 'a'"),
+     "has another decoder_width than 'a'"),
 ])
 def test_each_recipe_error_is_one_line(stages, top, expected):
     assert expected in error_of(recipe_text("d", stages, top))

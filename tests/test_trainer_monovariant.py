@@ -154,9 +154,9 @@ def test_grouped_batches_give_the_sum_of_the_one_batch_gradients(scale):
     from trainer.train import forward_backward
 
     torch.manual_seed(0)
-    config = ModelConfig(image_size=64, width=0.125, latent_dim=12)
+    config = ModelConfig(image_size=64, width=0.05, latent_dim=12)  # small: the sums are exact
     model = DCIGN(config)
-    types = ["AZ_VARIED", "SHAPE_VARIED", None, "LIGHT_VARIED"]  # None: an unclamped batch
+    types = ["AZ_VARIED", "SHAPE_VARIED", None]  # None: an unclamped batch
     x = torch.rand(len(types) * 20, 1, 64, 64)
     eps = torch.randn(len(types) * 20, 12)
 
