@@ -36,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    from trainer.train import TrainConfig
+    from trainer.train import MODES, TrainConfig
     p = _Parser(prog=prog, description="Train a DC-IGN (monovariant) or the entangled VAE "
                 "baseline. Values: defaults < the run's saved config (--resume) < --config file "
                 "< flags.",
@@ -46,6 +46,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     for f in fields(TrainConfig):
         flag, default = "--" + f.name.replace("_", "-"), f.default
         help = f"{f.metadata['help']} (default: {default!r})"
+        if tuple(f.metadata["modes"]) != MODES:
+            help += f" [{' and '.join(f.metadata['modes'])} mode only]"
         if isinstance(default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, help=help)
         elif isinstance(default, tuple):

@@ -567,7 +567,7 @@ def main(argv: list[str], prog: str = "python -m trainer") -> int:
 
     from trainer.__main__ import _Parser
 
-    p = _Parser(prog=f"{prog} --recipe", description="Train a recipe's stages in order.")
+    p = _Parser(prog=prog, description="Train a recipe's stages in order (trainer/recipe.py).")
     p.add_argument("--recipe", required=True, metavar="FILE", help="the recipe (TOML)")
     p.add_argument("--out", metavar="DIR", help="where the stages' run directories go")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
