@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from dcign_eval import report as rp
-from dcign_eval.pipeline import QUICK, TINY, full_profile
+from dcign_eval.pipeline import QUICK, TINY, profile, recipe_jobs
 from trainer.errors import DcignError
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -219,8 +219,8 @@ def test_a_failed_training_is_one_line_with_the_trainers_error(tmp_path):
     from dcign_eval.pipeline import _Job, train_models
 
     run = tmp_path / "runs" / "dcign"
-    job = _Job("dcign", run, {"data": str(tmp_path / "nowhere"), "out": str(run), "steps": 5},
-               5)
+    job = _Job("dcign", run, ["--data", str(tmp_path / "nowhere"), "--out", str(run), "--steps",
+                              "5"], 5)
     with pytest.raises(DcignError) as e:
         train_models([job], parallel=False, log=lambda line: None)
     message = str(e.value)
@@ -228,23 +228,23 @@ def test_a_failed_training_is_one_line_with_the_trainers_error(tmp_path):
     assert "no data directory" in message  # the trainer's own error line, from its log
 
 
-def test_profiles_follow_the_shipped_recipe():
-    assert full_profile(None).source.startswith("built-in")
-    assert QUICK.recipe.endswith("quick.toml")
-    recipe = {"dcign": {"model": {"image_size": 64},
-                        "train": {"steps": 10_000, "width": 0.25, "ratio": [1, 1, 1, 1],
-                                  "init_from": "runs/not-on-this-machine", "seed": 0},
-                        "data": {"train_images": 240_000, "test_images": 28_000}},
-              "vae": {"train": {"steps": 16_000, "width": 0.25, "mode": "vae"}}}
-    full = full_profile(recipe)
-    assert (full.train_batches, full.test_batches) == (3000, 350)
-    assert (full.vae_steps, full.dcign_steps, full.pretrain_steps) == (16_000, 10_000, 6000)
-    assert full.dcign == {"ratio": [1, 1, 1, 1], "seed": 0} and full.report == "full"
-    # a DC-IGN shipped after a decoder-alone stage: its config is not the recipe
-    recipe["dcign"]["train"].update(mode="vae", freeze_encoder=True, steps=6000, width=0.5)
-    staged = full_profile(recipe)
-    assert (staged.dcign_steps, staged.vae_steps, staged.pretrain_steps) == (16_000, 16_000, 6000)
-    assert staged.dcign == {} and staged.width == 0.5 and "stages" in staged.source
+def test_profiles_train_the_shipped_recipes():
+    quick, full = QUICK, profile("full")
+    assert quick.recipes["dcign"] == quick.recipes["vae"]
+    assert Path(quick.recipes["dcign"]).name == "quick.toml"
+    assert {k: Path(v).name for k, v in full.recipes.items()} == {"dcign": "dcign.toml",
+                                                                   "vae": "vae.toml"}
+    # one recipe for both: the stages they share first, then one branch a model
+    first, models, runs = recipe_jobs(quick, Path("o"), Path("d"))
+    assert [j.run for j in first] == [Path("o/pretrain")]
+    assert [j.run for j in models] == [Path("o/dcign"), Path("o/vae")]
+    assert runs == {"dcign": Path("o/dcign"), "vae": Path("o/vae")}
+    assert models[0].argv[-2:] == ["--stage", "dcign"] and "--set=data.out=d" in models[0].argv
+    # a recipe a model: each whole, its output directory the model
+    first, models, runs = recipe_jobs(full, Path("o"), Path("d"))
+    assert first == [] and runs == {"dcign": Path("o/dcign"), "vae": Path("o/vae")}
+    assert [j.run for j in models] == [Path("o/dcign/decoder-wide"), Path("o/vae/decoder-wide")]
+    assert "--stage" not in models[0].argv
 
 
 # -- the sections' pure parts ----------------------------------------------------------------------
