@@ -230,7 +230,7 @@ def load_weights_into(model: torch.nn.Module, ckpt: Checkpoint,
     model.load_state_dict({k: ckpt.weights[k] for k in own}, strict=only is None)
 
 
-# -- lineage: the stages a run descends from ---------------------------------------------------------
+# -- lineage: the stages a run descends from ------------------------------------------------------
 
 @dataclass
 class Lineage:

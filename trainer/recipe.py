@@ -50,8 +50,7 @@ from typing import Callable
 
 from trainer import checkpoint as ckpt_io
 from trainer.errors import DcignError
-from trainer.train import (RENAMED, TrainConfig, TrainResult, ignored_options, mode_of,
-                           renamed_keys, train)
+from trainer.train import RENAMED, TrainConfig, TrainResult, mode_of, renamed_keys, train
 
 #: TrainConfig keys the runner sets itself (``init_from`` is a stage's name in a recipe)
 RUNNER_KEYS = ("out", "resume", "init_from")
