@@ -377,3 +377,19 @@ def test_the_lineage_in_the_report_and_the_model_card(two_stages, tmp_path):
     assert "- All stages: 2 (10 steps = 200 images)" in text
     assert "1. `pretrain`: vae mode" in text and "2. `dcign`: monovariant mode" in text
     assert "Recipe (`two.toml`):" in text and "[[stage]]" in text
+
+
+def test_runs_by_hand_with_init_from_record_their_lineage_too(data, tmp_path):
+    tiny = dict(data=str(data), width=0.125, checkpoint_every=5, val_every=0, quiet=True,
+                verify_data=False, mode="vae")
+    parent = ""
+    for i, steps in enumerate((2, 3, 1)):  # three runs, each in a folder called "run"
+        out = tmp_path / str(i) / "run"
+        train(TrainConfig(**tiny, out=str(out), steps=steps, init_from=parent))
+        parent = str(out)
+    lineage = read_lineage(parent)
+    assert [(s["name"], s["steps"]) for s in lineage.stages] == [("run", 2), ("run#2", 3),
+                                                                 ("run", 1)]
+    assert [h["stage_index"] for h in lineage.history] == [0, 0, 1, 1, 1, 2]
+    assert [h["step"] for h in lineage.history] == [1, 2, 3, 4, 5, 6]
+    assert lineage.recipe is None and lineage.steps == 6

@@ -239,8 +239,9 @@ class Lineage:
     ``stages``: one record a stage (:func:`stage_record`): ``name``, ``mode``, ``train`` (its
     options), ``model``, ``data``, ``steps``, ``images``, ``seconds`` (wall time), ``hardware``,
     ``torch_version``, ``status`` and ``start`` (``{"stage", "step"}`` it started from, or None).
-    ``history``: the stages' histories joined, with ``stage`` and ``stage_step`` (the step inside
-    the stage) added and ``step`` / ``seconds`` counted from the first stage's start.
+    ``history``: the stages' histories joined, with ``stage``, ``stage_index`` and
+    ``stage_step`` (the step inside the stage) added and ``step`` / ``seconds`` counted from the
+    first stage's start.
     ``recipe``: the recipe's text when a recipe made it, else None.
     """
 
@@ -335,8 +336,16 @@ def new_lineage(parent: str | os.PathLike | None, *, stage: str | None = None,
     ancestors, history = [], []
     if parent is not None:
         lineage = read_lineage(parent)
-        ancestors = lineage.stages
-        history = [{"stage": h["stage"], **{k: h[k] for k in HISTORY_COLUMNS},
+        # the stages' histories are told apart by name: two runs of one name get #2, #3, ...
+        names: list[str] = []
+        for s in lineage.stages:
+            name, n = s["name"], 1
+            while name in names:
+                n += 1
+                name = f"{s['name']}#{n}"
+            names.append(name)
+        ancestors = [dict(s, name=name) for s, name in zip(lineage.stages, names)]
+        history = [{"stage": names[h["stage_index"]], **{k: h[k] for k in HISTORY_COLUMNS},
                     "step": h["stage_step"],
                     "seconds": round(h["seconds"] - h["stage_offset_seconds"], 3)}
                    for h in lineage.history]
@@ -372,7 +381,8 @@ def read_lineage(run_dir: str | os.PathLike, verify: bool = True) -> Lineage:
             if h["step"] > s["steps"]:  # a stage another starts from at an earlier step
                 continue
             history.append({**{k: h[k] for k in HISTORY_COLUMNS}, "stage": s["name"],
-                            "stage_step": h["step"], "step": step0 + h["step"],
+                            "stage_index": i, "stage_step": h["step"],
+                            "step": step0 + h["step"],
                             "stage_offset_seconds": seconds0,
                             "seconds": round(seconds0 + h["seconds"], 3)})
         step0 += s["steps"]
