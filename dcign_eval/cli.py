@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from trainer.errors import DcignError
+from trainer.io import check_writable_dir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and evaluate DC-IGN models on a rendered face world.")
@@ -175,6 +176,8 @@ def metrics_cmd(
     from dcign_eval.metrics import DCI_MODE_LABELS, write_metrics
     from dcign_eval.metrics.suite import measure_models, wide_table
 
+    check_writable_dir(out)  # before the work, not after it
+    check_writable_dir(grid_dir, "--grid-dir")
     loaded = {name: load_model(name) for name in model}
     world = _evaluation_world(loaded, identities, grid_dir, "measure")
     overrides = {k: v for k, v in (("num_train", num_train), ("num_eval", num_eval)) if v}
@@ -216,6 +219,8 @@ def diagnose_cmd(
     from dcign_eval.metrics.factor_fit import GRID_FACTORS, code_budget, neuron_diagnostics
     from trainer.io import atomic_write_text
 
+    check_writable_dir(out)  # before the work, not after it
+    check_writable_dir(grid_dir, "--grid-dir")
     loaded = {name: load_model(name) for name in model}
     world = _evaluation_world(loaded, identities, grid_dir, "diagnose")
     rows, budget = [], []
@@ -281,6 +286,9 @@ def recognition_cmd(
     def _none(name: str):
         return None if name.strip().lower() in ("", "none") else name
 
+    check_writable_dir(out)  # before the work, not after it
+    if cache is not None:
+        check_writable_dir(cache, "--cache")
     grid = ProbeGrid(azimuth_step, elevation_step, light_step,
                      probes_per_azimuth=probes_per_azimuth or None)
     if size is not None:
@@ -368,6 +376,7 @@ def traverse_cmd(
     tv.parse_neuron(neuron)
     if (from_deg is None) != (to_deg is None):
         raise DcignError("--from and --to go together (degrees, e.g. --from -60 --to 60)")
+    check_writable_dir(out)  # before the work, not after it
     loaded = load_model(model)
     factors = tv.fidelity_factors(loaded, neuron) if fidelity else []
     stem = tv.model_stem(model)
@@ -422,8 +431,11 @@ def report_cmd(
     import shlex
 
     from dcign_eval.pipeline import format_seconds
-    from dcign_eval.report import build_report
+    from dcign_eval.report import build_report, check_out
 
+    check_out(out)  # before the work, not after it
+    check_writable_dir(grid_dir, "--grid-dir")
+    check_writable_dir(recognition_cache, "--recognition-cache")
     result = build_report(model, baseline, out=out, seed=seed,
                           settings="quick" if quick else "full", grid_dir=grid_dir,
                           recognition_cache=recognition_cache,
@@ -457,6 +469,8 @@ def demo_cmd(
     if profile not in PROFILES:
         raise DcignError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     out = out or Path("out/demo-full" if profile == "full" else "out/demo")
+    check_writable_dir(out)  # before the work, not after it
+    check_writable_dir(data_root, "--data-root")
     result = run_demo(profile, out, data_root=data_root, seed=seed,
                       log=lambda line: typer.echo(line, err=True))
     for name, seconds in result.seconds.items():

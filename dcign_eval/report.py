@@ -51,7 +51,9 @@ import pandas as pd
 
 from dcign_eval.lineup import lineup, lineup_table, plot_lineup
 from trainer.errors import DatasetError, DcignError
-from trainer.io import atomic_write_bytes, atomic_write_json, atomic_write_text, default_mode
+from trainer.io import (atomic_write_bytes, atomic_write_json, atomic_write_text,
+                        check_writable_dir, default_mode, owned_temp_dir,
+                        remove_orphaned_temp_dirs)
 
 REPORT_FORMAT = "dcign-report"
 REPORT_VERSION = 1
@@ -916,8 +918,9 @@ def _save_figure(fig, path: Path, dpi: int = 110) -> Path:
     return path
 
 
-def _check_out(out: Path) -> None:
-    """Refuse to replace a directory that is not a report: only our own folders are swapped."""
+def check_out(out: Path) -> None:
+    """Refuse to replace a directory that is not a report: only our own folders are swapped;
+    and fail now, before the work, when the folder that receives it cannot be written."""
     if out.exists():
         if not out.is_dir():
             raise DcignError(f"{out} exists and is not a directory; choose another --out")
@@ -925,6 +928,7 @@ def _check_out(out: Path) -> None:
         if any(out.iterdir()) and marker.get("format") != REPORT_FORMAT:
             raise DcignError(f"{out} exists and does not hold a dcign-eval report (no "
                              f"report.json); choose an empty or new --out")
+    check_writable_dir(out.parent, "--out's folder")
 
 
 def _swap_into_place(staging: Path, out: Path) -> None:
@@ -932,8 +936,8 @@ def _swap_into_place(staging: Path, out: Path) -> None:
     complete."""
     old = None
     if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}-{int(time.time() * 1000)}.tmp"
-        os.rename(out, old)
+        old = owned_temp_dir(out.parent, out.name, tag="old-")
+        os.rename(out, old)  # onto the empty folder
     try:
         os.rename(staging, out)
     except OSError:
@@ -1022,7 +1026,7 @@ def build_report(model="dcign", baseline="vae", out: str | os.PathLike = "report
         raise DcignError(f"seed must be an integer >= 0, got {seed!r}")
     seed = int(seed)
     out = Path(out)
-    _check_out(out)
+    check_out(out)
     cache_dir = Path(cache_dir) if cache_dir is not None else tv.default_cache_dir()
     recognition_cache = Path(recognition_cache) if recognition_cache is not None \
         else cache_dir / "recognition"
@@ -1037,8 +1041,8 @@ def build_report(model="dcign", baseline="vae", out: str | os.PathLike = "report
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        os.chmod(staging, default_mode(directory=True))  # mkdtemp's 0700 would stick to DIR
+        remove_orphaned_temp_dirs(out.parent, out.name)  # what a killed report left
+        staging = owned_temp_dir(out.parent, out.name)
     except OSError as e:
         raise DcignError(f"cannot create the report folder next to {out}: {e.strerror}") \
             from None

@@ -645,14 +645,15 @@ def traverse(model, images, neuron: Neuron, values, degrees=None,
 
 def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
     """A PNG/JPEG (any format Pillow reads) as a (size, size) uint8 grayscale face: converted to
-    grayscale, centre-cropped to a square, resized."""
+    grayscale (16-bit scaled to 8, transparency composited on black, as the renders' background),
+    centre-cropped to a square, resized."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     try:
         with Image.open(path) as im:
             im.load()
-            gray = ImageOps.exif_transpose(im).convert("L")
+            gray = to_grayscale(ImageOps.exif_transpose(im), path)
     except FileNotFoundError:
         raise DcignError(f"no image file at {path}") from None
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
@@ -669,6 +670,41 @@ def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
     if side != size:
         gray = gray.resize((size, size), Image.LANCZOS)
     return np.asarray(gray, dtype=np.uint8)
+
+
+def to_grayscale(im, path) -> "PIL.Image.Image":
+    """A Pillow image of any mode as 8-bit grayscale ("L").
+
+    Pillow's own ``convert("L")`` clips 16- and 32-bit pixels to 255 instead of rescaling them;
+    here 16-bit values are scaled to 8 bits, float images in [0, 1] or [0, 255] are scaled to
+    [0, 255], and transparent pixels become black, the renders' background.
+    """
+    from PIL import Image
+
+    if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        values = np.asarray(im, dtype=np.float64)
+        if not np.isfinite(values).all() or values.size == 0:
+            raise DcignError(f"cannot read {path} as an image (non-finite {im.mode} pixels)")
+        top = values.max()
+        if im.mode == "F" and values.min() >= 0 and top <= 1:
+            scale = 255.0
+        elif im.mode == "F" and values.min() >= 0 and top <= 255:
+            scale = 1.0
+        elif values.min() >= 0 and top <= 65535 and im.mode != "F":
+            scale = 255.0 / 65535.0
+        else:
+            raise DcignError(f"cannot read {path} as an image ({im.mode} pixels from "
+                             f"{values.min():g} to {top:g}, outside the 8- or 16-bit range)")
+        return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), "L")
+    if im.mode == "P":  # a palette may carry transparency
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("LA", "La", "PA", "RGBA", "RGBa"):
+        rgba = im.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(black, rgba).convert("L")
+    if im.mode not in ("L", "1", "RGB"):
+        im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+    return im.convert("L")
 
 
 # -- drawing ---------------------------------------------------------------------------------------

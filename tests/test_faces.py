@@ -281,3 +281,40 @@ def test_cli_grid_and_preview(tmp_path):
     sheet = iio.imread(png)
     assert sheet.ndim == 2 and sheet.shape[0] == 2 * 64
     assert load_dataset(out).kind == "grid"
+
+
+def test_two_renders_into_one_folder(tmp_path):
+    from test_trainer_io import hold_lock
+
+    holder = hold_lock(tmp_path / "mv")
+    try:
+        with pytest.raises(DcignError) as e:
+            small_monovariant(tmp_path)
+        assert str(e.value) == (f"{tmp_path / 'mv'} is being written by another process "
+                                f"(pid {holder.pid})")
+        assert not (tmp_path / "mv").exists()
+    finally:
+        holder.kill()  # killed while holding it: the next render takes the lock over
+        holder.wait()
+    (tmp_path / "mv").mkdir()
+    leftover = tmp_path / "mv" / ".train.k9x2.partial"  # a render killed half-way
+    leftover.mkdir()
+    (leftover / "images.npy").write_bytes(b"half")
+    sets, _ = small_monovariant(tmp_path)
+    assert not leftover.exists() and len(sets["train"]) == 4 * 3 * 20
+    assert sorted(p.name for p in (tmp_path / "mv").iterdir()) == ["test", "train"]
+
+
+def test_the_same_grid_rendered_twice_at_once_is_rendered_once(tmp_path):
+    """Analyses render their evaluation grid on first use: a second one waits, then reuses it."""
+    script = ("import sys; from trainer.faces import GridSpec, render_grid; "
+              "render_grid(sys.argv[1], GridSpec.make('test', 2, 45, 30, 80), size=32, wait=True)"
+              "; print('done')")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "g")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0 and out.strip() == "done", err
+    assert len(load_dataset(tmp_path / "g")) == 2 * 5 * 3 * 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g"]

@@ -110,8 +110,8 @@ def test_top_level_options_apply_where_they_mean_something():
      "stage 'a' of r.toml sets invariance_strength, which vae mode ignores"),
     ("[[stage]]\nname = 'a'\nmode = 'vae'\n", TINY,
      "invariance_strength at the top level of r.toml applies to no stage"),
-    ("[[stage]]\nname = 'a'\nsteps = 'many'\n", TINY, "steps in stage 'a' of r.toml must be a "
-                                                      "whole number"),
+    ("[[stage]]\nname = 'a'\nsteps = 'many'\n", TINY, "stage 'a' of r.toml: steps must be an "
+                                                      "integer, got 'many'"),
     ("[[stage]]\nname = 'a'\nsteps = 2\n[[stage]]\nname = 'b'\ninit_from = 'a'\n"
      "init_step = 3\n", TINY, "starts from step 3 of 'a', which trains 2 steps"),
     ("[[stage]]\nname = 'a'\nsteps = 2\n[[stage]]\nname = 'b'\nwiden_decoder = true\n"

@@ -77,3 +77,57 @@ def test_synthetic_data_is_monovariant(tmp_path):
         others = [c for c in ("identity", "azimuth", "elevation", "light") if c != factor]
         assert (rows[others].nunique() == 1).all()
     assert ds.images[batches["AZ_VARIED"][0]].std(axis=0).mean() > 1
+
+
+def rewrite_factors(path: Path, edit) -> None:
+    """Change factors.csv with ``edit(frame)`` and re-hash the manifest, as a careful forger
+    would: the checksums pass, so only the values can tell."""
+    import json
+
+    from trainer.io import sha256_file
+
+    factors = pd.read_csv(path / "factors.csv")
+    edit(factors)
+    factors.to_csv(path / "factors.csv", index=False)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"]["factors.csv"] = {"sha256": sha256_file(path / "factors.csv"),
+                                        "bytes": (path / "factors.csv").stat().st_size}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_factor_tables_with_bad_values_are_refused(tmp_path):
+    import pytest
+
+    from trainer.errors import DatasetError
+
+    def identity_abc(f):
+        f["identity"] = f["identity"].astype(object)
+        f.loc[3, "identity"] = "abc"
+
+    def unknown_type(f):
+        f.loc[5, "batch_type"] = "COLOUR_VARIED"
+
+    def nan_azimuth(f):
+        f.loc[0, "azimuth"] = float("nan")
+
+    def short_batch(f):
+        f.loc[0, "batch"] = 1  # batch 0 now has 19 rows, batch 1 has 21
+
+    cases = [(identity_abc, "column 'identity' must hold integers, found 'abc'"),
+             (unknown_type, "column 'batch_type' must hold one of AZ_VARIED, EL_VARIED, "
+                            "LIGHT_VARIED, SHAPE_VARIED, found 'COLOUR_VARIED'"),
+             (nan_azimuth, "column 'azimuth' must hold finite numbers (degrees), found nan"),
+             (lambda f: f.__delitem__("batch"), "lacks the column 'batch'")]
+    for i, (edit, expected) in enumerate(cases):
+        path = make_split(tmp_path / f"s{i}", 16, range(0, 30), 1, seed=1)
+        rewrite_factors(path.path, edit)
+        with pytest.raises(DatasetError) as e:
+            load_dataset(path.path)
+        assert str(e.value) == f"{path.path / 'factors.csv'}: {expected}" \
+            or str(e.value) == f"{path.path / 'factors.csv'} {expected}", str(e.value)
+    path = make_split(tmp_path / "short", 16, range(0, 30), 1, seed=1)
+    rewrite_factors(path.path, short_batch)
+    with pytest.raises(DatasetError) as e:
+        load_dataset(path.path).batches()
+    assert str(e.value) == (f"{path.path / 'factors.csv'}: batch 0 has 19 rows of 1 batch "
+                            f"types; a monovariant batch is 20 rows of one")

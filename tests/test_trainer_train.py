@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -489,3 +490,158 @@ def test_shipped_names(tmp_path):
     with pytest.raises(DcignError) as e:
         load_model("gan")
     assert "'gan'" in one_line_error(e)
+
+
+# -- outputs that cannot be written, and two processes on one run ----------------------------------
+
+def test_out_that_is_a_file_fails_before_any_step(data, tmp_path, monkeypatch):
+    steps = []
+    real = train_mod.forward_backward
+    monkeypatch.setattr(train_mod, "forward_backward", lambda *a: steps.append(1) or real(*a))
+    somefile = tmp_path / "somefile"
+    somefile.write_text("x")
+    with pytest.raises(DcignError) as e:
+        train(tiny(data, somefile, steps=3))
+    assert "is a file" in one_line_error(e)
+    with pytest.raises(DcignError) as e:  # a folder that cannot be created
+        train(tiny(data, somefile / "run", steps=3))
+    assert "cannot write" in one_line_error(e)
+    assert steps == [] and somefile.read_text() == "x"
+
+
+def test_out_on_a_read_only_file_system_fails_before_any_step(data, tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(train_mod, "forward_backward", lambda *a: pytest.fail("a step ran"))
+    with pytest.raises(DcignError) as e:
+        train(tiny(data, tmp_path / "run", steps=3))
+    assert "read-only file system" in one_line_error(e)
+
+
+def test_a_second_train_into_the_same_run_is_refused(data, tmp_path):
+    out = tmp_path / "run"
+    args = ["--data", str(data), "--out", str(out), "--width", "0.125", "--quiet",
+            "--no-verify-data", "--val-every", "0"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    first = subprocess.Popen([sys.executable, "-m", "trainer", *args, "--steps", "100000",
+                              "--checkpoint-every", "5"], cwd=ROOT, env=env,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / "state.json").exists():  # it holds the lock and has written once
+            assert first.poll() is None and time.time() < deadline, first.stderr.read()
+            time.sleep(0.2)
+        second = subprocess.run([sys.executable, "-m", "trainer", *args, "--steps", "3"],
+                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        assert second.stderr == (f"error: {out} is being written by another process "
+                                 f"(pid {first.pid})\n")
+        resumed = subprocess.run([sys.executable, "-m", "trainer", "--out", str(out), "--resume"],
+                                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert resumed.returncode == 2 and "another process" in resumed.stderr
+    finally:
+        first.send_signal(signal.SIGKILL)  # no chance to tidy up: a stale lock stays
+        first.wait()
+    assert (tmp_path / ".run.lock").exists()
+    (out / ".checkpoint-left-by-a-kill.tmp").mkdir()  # as if killed while writing
+    result = train(tiny(data, out, steps=load_checkpoint(out).step + 1, resume=True,
+                        checkpoint_every=5, val_every=0))
+    assert result.status == "finished"
+    assert not (out / ".checkpoint-left-by-a-kill.tmp").exists()
+    assert not (tmp_path / ".run.lock").exists()
+
+
+def test_steps_zero_writes_the_initial_weights(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert trainer_main(["--data", str(data), "--out", str(out), "--steps", "0", "--width",
+                         "0.125", "--no-verify-data"]) == 0
+    assert f"run directory {out}" in capsys.readouterr().err
+    assert load_checkpoint(out).step == 0 and load_checkpoint(out).state["status"] == "finished"
+    torch.manual_seed(0)
+    fresh = train_mod.DCIGN(load_checkpoint(out).model_config)
+    assert all(torch.equal(v, load_model(out).model.state_dict()[k])
+               for k, v in fresh.state_dict().items())
+
+
+def test_resume_to_a_step_already_passed_says_so(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(tiny(data, out, steps=4, checkpoint_every=2))
+    with pytest.raises(CheckpointError) as e:
+        train(tiny(data, out, steps=3, resume=True))
+    assert one_line_error(e) == (f"{out} is at step 4 (finished); --steps 3 would train "
+                                 f"nothing: pass --steps above 4")
+    before = (out / "state.json").read_text()
+    assert trainer_main(["--out", str(out), "--resume", "--steps", "4"]) == 0
+    assert f"{out} already finished at step 4; nothing to train" in capsys.readouterr().err
+    assert (out / "state.json").read_text() == before
+
+
+def test_an_unfinished_run_resumed_to_its_own_step_is_refused(data, tmp_path):
+    out = tmp_path / "run"
+    train(tiny(data, out, steps=2, checkpoint_every=2))
+    rehash_state(out, status="running")  # as a run killed right after this checkpoint leaves it
+    with pytest.raises(CheckpointError) as e:
+        train(tiny(data, out, steps=2, resume=True))
+    assert "is at step 2 (running)" in one_line_error(e)
+
+
+def rehash_state(out: Path, **changes) -> None:
+    state = json.loads((out / "state.json").read_text())
+    state.update(changes)
+    (out / "state.json").write_text(json.dumps(state))
+
+
+def test_config_values_of_the_wrong_type(data, tmp_path):
+    out = tmp_path / "run"
+    train(tiny(data, out, steps=1))
+    good = (out / "config.json").read_text()
+    cases = [("model", "width", "abc", "model.width must be a finite number, got 'abc'"),
+             ("model", "latent_dim", 2.5, "model.latent_dim must be an integer, got 2.5"),
+             ("model", "latent_names", [0], "model.latent_names must be an object, got [0]"),
+             ("train", "lr", "fast", "train.lr must be a finite number, got 'fast'"),
+             ("train", "freeze_encoder", "no", "train.freeze_encoder must be true or false, got 'no'"),
+             ("data", "image_size", "64", "data.image_size must be an integer, got '64'")]
+    for section, key, value, expected in cases:
+        config = json.loads(good)
+        config[section][key] = value
+        (out / "config.json").write_text(json.dumps(config))
+        with pytest.raises(CheckpointError) as e:
+            load_checkpoint(out, verify=False)
+        assert one_line_error(e) == f"{out / 'config.json'}: {expected}"
+    config = json.loads(good)
+    config["model"]["latent_names"] = {"azimuth": "0", "elevation": 1, "light": 2}
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="latent_names.azimuth must be a latent index"):
+        load_checkpoint(out, verify=False)
+    # the command line and --config files are held to the same types
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(json.dumps({"steps": "many"}))
+    with pytest.raises(DcignError) as e:
+        trainer_main(["--config", str(cfg_file), "--data", str(data), "--out", str(tmp_path / "b")])
+    assert "steps must be an integer, got 'many'" in one_line_error(e)
+
+
+def test_a_pickled_object_is_refused_as_not_ours(data, tmp_path):
+    import hashlib
+    import io
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+    out = tmp_path / "run"
+    train(tiny(data, out, steps=1))
+    buf = io.BytesIO()
+    torch.save({"state": Payload()}, buf)
+    (out / "optimizer.pt").write_bytes(buf.getvalue())
+    state = json.loads((out / "state.json").read_text())
+    state["files"]["optimizer.pt"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    (out / "state.json").write_text(json.dumps(state))
+    with pytest.raises(CheckpointError) as e:
+        train(tiny(data, out, steps=2, resume=True))
+    msg = one_line_error(e)
+    assert msg.startswith(f"{out / 'optimizer.pt'} is not a checkpoint file dcign-eval wrote")
+    assert "weights_only" not in msg and "trust" not in msg

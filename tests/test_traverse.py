@@ -424,3 +424,40 @@ def test_cli_errors_are_one_line(tiny_run, tmp_path, monkeypatch, capsys):
         assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (args, stderr)
         assert expected in lines[0], (args, lines[0])
     assert not (tmp_path / "o").exists()
+
+
+def test_load_image_reads_every_pixel_format(tmp_path):
+    """16-bit is scaled to 8 bits (not clipped to white); transparency is composited on black."""
+    from PIL import Image
+    ramp = np.tile(np.linspace(0, 1, 64), (64, 1))
+    expected = np.rint(ramp * 255)
+
+    def check(img, name, tol=1):
+        img.save(tmp_path / name)
+        got = tv.load_image(tmp_path / name, 64).astype(float)
+        assert np.abs(got - expected).max() <= tol, (name, np.abs(got - expected).max())
+
+    check(Image.fromarray(np.rint(ramp * 65535).astype(np.uint16)), "gray16.png")
+    check(Image.fromarray(np.rint(ramp * 255).astype(np.uint8)).convert("P"), "palette.png")
+    rgb = np.repeat(np.rint(ramp * 255).astype(np.uint8)[..., None], 3, axis=2)
+    check(Image.fromarray(rgb).convert("CMYK"), "cmyk.tiff", tol=2)
+    check(Image.fromarray(ramp.astype(np.float32), "F"), "float.tiff")
+    # transparent pixels become the renders' black background, whatever their colour
+    alpha = np.where(np.arange(64) < 32, 0, 255).astype(np.uint8)[None].repeat(64, 0)
+    white = np.full((64, 64), 255, np.uint8)
+    for mode, planes in (("LA", [white, alpha]), ("RGBA", [white, white, white, alpha])):
+        Image.fromarray(np.stack(planes, -1), mode).save(tmp_path / f"{mode}.png")
+        got = tv.load_image(tmp_path / f"{mode}.png", 64)
+        assert (got[:, :32] == 0).all() and (got[:, 32:] == 255).all(), mode
+    pal = Image.fromarray(np.where(np.arange(64) < 32, 0, 1).astype(np.uint8)[None].repeat(64, 0),
+                          "P")
+    pal.putpalette([255, 255, 255, 200, 200, 200])
+    pal.info["transparency"] = 0
+    pal.save(tmp_path / "pal-alpha.png", transparency=0)
+    got = tv.load_image(tmp_path / "pal-alpha.png", 64)
+    assert (got[:, :32] == 0).all() and (got[:, 32:] == 200).all()
+    # what cannot be read as a face is refused in one line
+    Image.fromarray(np.full((64, 64), -5.0, np.float32), "F").save(tmp_path / "neg.tiff")
+    with pytest.raises(DcignError) as e:
+        tv.load_image(tmp_path / "neg.tiff", 64)
+    assert "outside the 8- or 16-bit range" in one_line(e)

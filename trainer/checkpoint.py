@@ -40,10 +40,14 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
+import pickle
 import shutil
 import tempfile
 import time
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -53,7 +57,7 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
 from trainer.errors import CheckpointError
-from trainer.io import atomic_write_json, sha256_file
+from trainer.io import atomic_write_json, remove_stale, sha256_file
 from trainer.model import REMOVED_FIELDS, ModelConfig
 
 FORMAT = "dcign-run"
@@ -65,6 +69,9 @@ RECIPE_RUN, RECIPE_FORMAT = "recipe.json", "dcign-recipe-run"
 HISTORY_COLUMNS = ("step", "split", "batch_type", "neg_elbo", "bce", "kl", "seconds")
 LINEAGE_COLUMNS = ("stage",) + HISTORY_COLUMNS
 CONFIG_KEYS = {"format", "format_version", "model", "train", "latent_layout", "data"}
+DATA_KEYS = {"path": str, "image_size": int, "train_checksum": str, "test_checksum": str,
+             "train_images": int, "test_images": int}  # config.json's "data" section
+_TMP_PREFIX, _TMP_SUFFIX = ".checkpoint-", ".tmp"  # a checkpoint being written
 
 
 @dataclass
@@ -109,7 +116,44 @@ def model_config_from_dict(d: dict, source) -> ModelConfig:
     if unknown:
         raise CheckpointError(f"{source} has unknown model config key {unknown[0]!r} "
                               f"(known: {', '.join(sorted(known))})")
+    check_field_types(ModelConfig, d, source, CheckpointError, section="model")
+    names = d.get("latent_names", {})
+    bad = [k for k, v in names.items() if not isinstance(v, int) or isinstance(v, bool)]
+    if bad:
+        raise CheckpointError(f"{source}: model.latent_names.{bad[0]} must be a latent index "
+                              f"(an integer), got {names[bad[0]]!r}")
     return ModelConfig(**d)
+
+
+def check_field_types(cls, values: dict, source, error=CheckpointError,
+                      section: str = "") -> None:
+    """Raise ``error`` naming the first value of ``values`` whose type does not fit the field of
+    the dataclass ``cls`` (JSON gives lists for tuples and ints for floats: both fit)."""
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        if key in hints and not _fits(hints[key], value):
+            name = f"{section}.{key}" if section else key
+            raise error(f"{source}: {name} must be {_type_name(hints[key])}, got {value!r}")
+
+
+def _fits(hint, value) -> bool:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_fits(h, value) for h in typing.get_args(hint))
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    checks = {type(None): value is None, bool: isinstance(value, bool), str: isinstance(value, str),
+              int: isinstance(value, int) and not isinstance(value, bool),
+              float: number and math.isfinite(value), dict: isinstance(value, dict),
+              tuple: isinstance(value, (list, tuple)) and all(
+                  isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)}
+    return checks.get(hint, True)
+
+
+def _type_name(hint) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(h) for h in typing.get_args(hint))
+    return {type(None): "null", bool: "true or false", str: "a string", int: "an integer",
+            float: "a finite number", dict: "an object", tuple: "a list of numbers"}.get(
+                hint, getattr(hint, "__name__", str(hint)))
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:
@@ -128,7 +172,7 @@ def save_checkpoint(run_dir: str | os.PathLike, *, model: torch.nn.Module, confi
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".checkpoint-", suffix=".tmp", dir=run_dir))
+    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=run_dir))
     try:
         blobs = {WEIGHTS: safetensors_save(
             {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in
@@ -159,6 +203,12 @@ def save_checkpoint(run_dir: str | os.PathLike, *, model: torch.nn.Module, confi
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def remove_stale_checkpoints(run_dir: str | os.PathLike) -> None:
+    """Remove the temporary checkpoint folders a killed process left in ``run_dir`` (call it
+    while holding the run's lock)."""
+    remove_stale(run_dir, f"{_TMP_PREFIX}*{_TMP_SUFFIX}")
+
+
 def read_config(run_dir: str | os.PathLike) -> dict:
     """The validated ``config.json`` of a run directory (format, keys, model config)."""
     run_dir = _check_run_dir(run_dir)
@@ -175,6 +225,12 @@ def read_config(run_dir: str | os.PathLike) -> dict:
         if not isinstance(config.get(key), dict):
             raise CheckpointError(f"{run_dir / CONFIG} lacks its {key!r} section")
     model_config_from_dict(config["model"], run_dir / CONFIG)
+    from trainer.train import TrainConfig  # trainer.train imports this module
+    check_field_types(TrainConfig, config["train"], run_dir / CONFIG, section="train")
+    for key, kind in DATA_KEYS.items():
+        if key in config["data"] and not isinstance(config["data"][key], kind):
+            raise CheckpointError(f"{run_dir / CONFIG}: data.{key} must be "
+                                  f"{_type_name(kind)}, got {config['data'][key]!r}")
     return config
 
 
@@ -422,8 +478,13 @@ def _torch_bytes(obj) -> bytes:
 def _torch_load(path: Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's own message suggests the unsafe way round: not ours
+        raise CheckpointError(f"{path} is not a checkpoint file dcign-eval wrote: it holds "
+                              f"pickled objects other than tensors, which are never loaded") \
+            from None
     except Exception as e:  # torch raises several types for foreign or damaged files
-        raise CheckpointError(f"{path} cannot be loaded ({_one_line(e)})") from None
+        raise CheckpointError(f"{path} is not a checkpoint file dcign-eval wrote, or it is "
+                              f"damaged ({_one_line(e)})") from None
 
 
 def _history_bytes(history: list[dict], columns: tuple[str, ...] = HISTORY_COLUMNS) -> bytes:

@@ -296,27 +296,30 @@ def parse_recipe(text: str, source: str = "the recipe",
 
 
 def _options(options: dict, where: str) -> dict:
-    """Training options with old names renamed and values checked against TrainConfig's types."""
+    """Training options with old names renamed and values checked against TrainConfig's types
+    (a list of numbers becomes a tuple, a whole number a float where a float is wanted)."""
     for old, new in RENAMED.items():
         if old in options:
             warn(f"{old!r} in {where} is deprecated; call it {new!r}")
     options = renamed_keys(options, where)
+    ckpt_io.check_field_types(TrainConfig, options, where, DcignError)
     defaults = TrainConfig()
     out = {}
     for key, value in options.items():
         default = getattr(defaults, key)
-        out[key] = _typed(value, type(default), key, where,
-                          length=len(default) if isinstance(default, tuple) else None)
+        if isinstance(default, tuple):
+            if len(value) != len(default):
+                raise DcignError(f"{where}: {key} must be a list of {len(default)} numbers, "
+                                 f"got {value!r}")
+            value = tuple(float(v) for v in value)
+        elif isinstance(default, float):
+            value = float(value)
+        out[key] = value
     return out
 
 
-def _typed(value, kind: type, key: str, where: str, length: int | None = None):
-    """``value`` as ``kind`` (an int is a float too; a list of numbers a tuple), or an error."""
-    if kind is tuple:
-        if isinstance(value, list) and len(value) == length and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            return tuple(float(v) for v in value)
-        raise DcignError(f"{key} in {where} must be a list of {length} numbers, got {value!r}")
+def _typed(value, kind: type, key: str, where: str):
+    """A [data] value as ``kind`` (a whole number is a float too), or an error."""
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):

@@ -48,6 +48,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from trainer import checkpoint as ckpt_io
 from trainer.errors import CheckpointError, DatasetError, DcignError
 from trainer.faces.datasets import BATCH_TYPES, FaceDataset, load_dataset
+from trainer.io import DirectoryLock, check_writable_dir
 from trainer.model import (DCIGN, DCIGN_LATENTS, DECODER_SHAPE, ENCODER_SHAPE, ModelConfig,
                            neg_elbo, widen_decoder)
 from trainer.monovariant import (CLAMP_REFERENCES, DEFAULT_RATIO, INVARIANCE_SCALES,
@@ -80,7 +81,8 @@ class TrainConfig:
     data: str = _knob("", "monovariant data directory holding train/ and test/")
     out: str = _knob("", "run directory: checkpoints, config.json, history.csv")
     mode: str = _knob("monovariant", "'monovariant' (DC-IGN) or 'vae' (entangled baseline)")
-    steps: int = _knob(100_000, "total optimiser steps; a resumed run continues up to this")
+    steps: int = _knob(100_000, "total optimiser steps; a resumed run continues up to this (0: "
+                                "write the initial weights as the run)")
     batch_size: int = _knob(20, "images per step and replica; monovariant: the data's batch size")
     lr: float = _knob(5e-4, "Adam learning rate")
     lr_schedule: str = _knob("constant", "'constant', or 'cosine': the learning rate falls from "
@@ -146,6 +148,7 @@ class TrainConfig:
         if unknown:
             raise error(f"unknown config key {unknown[0]!r} in {source} "
                         f"(known: {', '.join(known)})")
+        ckpt_io.check_field_types(cls, d, source, error)
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**d)
 
@@ -422,7 +425,11 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None,
     cfg.validate()
     rank, local_rank, world = setup_distributed(cfg.device)
     try:
-        result = _train(cfg, rank, local_rank, world, stop_at, record or {})
+        # the master alone writes the run directory, and holds it against other processes
+        if rank == 0:
+            check_writable_dir(cfg.out)
+        with DirectoryLock(cfg.out) if rank == 0 else contextlib.nullcontext():
+            result = _train(cfg, rank, local_rank, world, stop_at, record or {})
         if world > 1:
             # the master writes the last checkpoint after the others are done; tearing gloo down
             # while a peer is still busy can abort that peer (SIGABRT), so all finish together
@@ -460,9 +467,25 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: in
     if cfg.resume:
         resumed = ckpt_io.load_checkpoint(out, training_state=True)
         check_resumable(cfg, resumed, train_set)
+        if cfg.steps < resumed.step or (cfg.steps == resumed.step
+                                        and resumed.state.get("status") != "finished"):
+            raise CheckpointError(f"{out} is at step {resumed.step} "
+                                  f"({resumed.state.get('status')}); --steps {cfg.steps} would "
+                                  f"train nothing: pass --steps above {resumed.step}")
+        if cfg.steps == resumed.step:  # nothing to do, and nothing to write
+            if master:
+                print(f"{out} already finished at step {resumed.step}; nothing to train",
+                      file=sys.stderr)
+            model = DCIGN(resumed.model_config)
+            ckpt_io.load_weights_into(model, resumed)
+            return TrainResult(step=resumed.step, status="finished", model=model,
+                               history=list(resumed.history), out=out, rank=rank)
     elif ckpt_io.is_run_dir(out):
         raise CheckpointError(f"{out} already holds a run; pass --resume to continue it "
                               f"or choose another --out")
+    if master:  # fail now, not at the first checkpoint, when the run cannot be written
+        check_writable_dir(out)
+        ckpt_io.remove_stale_checkpoints(out)
 
     # model
     start_from = resumed if resumed is not None else (
@@ -656,6 +679,8 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: in
             done_steps = step + 1
             if flags[1]:
                 break
+        if master and cfg.steps == 0:  # the run is its initial weights (e.g. a widened decoder)
+            save(0, "finished")
     finally:
         progress.close()
         for s, h in handlers.items():

@@ -26,8 +26,9 @@ def evaluation_world(grid_dir: str | Path, size: int, n_identities: int = 10,
                      progress: Callable[[int], None] | None = None) -> FaceWorld:
     """The held-out factor grid (rendered on first use, then reused) as ground-truth data."""
     spec = evaluation_spec(n_identities)
+    # two analyses at once: the second waits for the first's render, then reuses it
     dataset = render_grid(Path(grid_dir) / f"eval-{n_identities}id-{size}px", spec, size=size,
-                          progress=progress)
+                          progress=progress, wait=True)
     return FaceWorld.from_dataset(dataset)
 
 

@@ -68,12 +68,19 @@ class FaceDataset:
         if self.kind != "monovariant":
             raise DatasetError(f"{self.path}: a {self.kind!r} data set has no monovariant batches")
         if self._batches is None:
+            bsize = int(self.manifest["params"]["batch_size"])
+            per_batch = self.factors.groupby("batch")["batch_type"].agg(["size", "nunique"])
+            wrong = per_batch[(per_batch["size"] != bsize) | (per_batch["nunique"] != 1)]
+            if len(wrong):
+                b = wrong.index[0]
+                raise DatasetError(f"{self.path / 'factors.csv'}: batch {b} has "
+                                   f"{wrong.loc[b, 'size']} rows of {wrong.loc[b, 'nunique']} "
+                                   f"batch types; a monovariant batch is {bsize} rows of one")
             out = {}
             for btype, rows in self.factors.groupby("batch_type", sort=False):
                 ids = rows["batch"].to_numpy()
                 order = np.argsort(ids, kind="stable")
                 idx = rows.index.to_numpy()[order]
-                bsize = int(self.manifest["params"]["batch_size"])
                 out[btype] = idx.reshape(-1, bsize)
             self._batches = {b: out[b] for b in BATCH_TYPES if b in out}
         return self._batches
@@ -163,6 +170,46 @@ def read_manifest(path: str | os.PathLike) -> dict:
     return manifest
 
 
+def read_factors(path: Path, monovariant: bool) -> pd.DataFrame:
+    """``factors.csv``, with every column's type and values checked (DatasetError otherwise)."""
+    try:
+        factors = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+        why = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise DatasetError(f"{path} is not a valid factor table ({why})") from None
+    integers = ("identity", "batch") if monovariant else ("identity",)
+    needed = FACTOR_NAMES + (("batch", "batch_type") if monovariant else ())
+    missing = [c for c in needed if c not in factors.columns]
+    if missing:
+        raise DatasetError(f"{path} lacks the column {missing[0]!r}")
+    for column in needed:
+        values = factors[column]
+        if column in integers:
+            ok = pd.api.types.is_integer_dtype(values)
+            what = "integers"
+        elif column == "batch_type":
+            ok = values.isin(BATCH_TYPES).all()
+            what = f"one of {', '.join(BATCH_TYPES)}"
+        else:
+            ok = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values) \
+                and np.isfinite(values.to_numpy(np.float64)).all()
+            what = "finite numbers (degrees)"
+        if not ok:
+            bad = next((v for v in values if not _fits_column(v, column, integers)), values.iloc[0])
+            raise DatasetError(f"{path}: column {column!r} must hold {what}, found {bad!r}")
+    return factors
+
+
+def _fits_column(value, column: str, integers: tuple[str, ...]) -> bool:
+    if column == "batch_type":
+        return value in BATCH_TYPES
+    try:  # a column with one bad value is read as strings: the others still parse
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return number.is_integer() if column in integers else bool(np.isfinite(number))
+
+
 def load_dataset(path: str | os.PathLike, *, verify: bool = True,
                  expect_size: int | None = None, expect_kind: str | None = None) -> FaceDataset:
     """Load and validate the data set at ``path``.
@@ -188,7 +235,7 @@ def load_dataset(path: str | os.PathLike, *, verify: bool = True,
         images = np.load(path / "images.npy", mmap_mode="r")
     except (ValueError, OSError) as e:
         raise DatasetError(f"{path / 'images.npy'} cannot be read: {e}") from None
-    factors = pd.read_csv(path / "factors.csv")
+    factors = read_factors(path / "factors.csv", monovariant=manifest.get("kind") == "monovariant")
     size = int(manifest["size"])
     if images.dtype != np.uint8 or images.shape != (manifest["count"], size, size):
         raise DatasetError(f"{path / 'images.npy'} holds {images.dtype} {images.shape}, "

@@ -27,6 +27,7 @@ from trainer.errors import DatasetError, DcignError
 from trainer.faces.datasets import (BATCH_TYPES, FACTOR_NAMES, DatasetWriter, FaceDataset,
                                     load_dataset, read_manifest)
 from trainer.faces.render import FACTOR_RANGES, render_faces
+from trainer.io import DirectoryLock, remove_stale
 
 GENERATOR_VERSION = "faces-1"  # bump when the renderer or head asset changes the pixels
 TEST_IDENTITY_OFFSET = 1_000_000
@@ -134,6 +135,16 @@ def _reuse_existing(path: Path, manifest: dict, force: bool) -> FaceDataset | No
     return load_dataset(path)
 
 
+def _remove_leftovers(path: Path) -> None:
+    """The partial and swap folders of ``path`` that a killed render left (under its lock)."""
+    if path.parent.is_dir():
+        remove_stale(path.parent, f".{path.name}.*.partial", f"{path.name}.new")
+        old = path.with_name(path.name + ".old")
+        if old.is_dir() and not path.exists():  # killed between the two renames of _replace
+            os.rename(old, path)
+        remove_stale(path.parent, f"{path.name}.old")
+
+
 def _replace(path: Path, writer_fn) -> FaceDataset:
     """Write a new set next to ``path`` and swap it in, so the old one survives a failure."""
     if not path.exists():
@@ -150,21 +161,27 @@ def _replace(path: Path, writer_fn) -> FaceDataset:
 
 
 def render_grid(out: str | os.PathLike, spec: GridSpec, size: int = 64, force: bool = False,
-                progress: ProgressFn | None = None) -> FaceDataset:
-    """Render (or reuse) the factor grid ``spec`` at ``out``."""
+                progress: ProgressFn | None = None, wait: bool = False) -> FaceDataset:
+    """Render (or reuse) the factor grid ``spec`` at ``out``.
+
+    While rendering, ``out`` is locked: another process rendering it is refused, or, with
+    ``wait``, waits for it and then reuses what it rendered.
+    """
     out = Path(out)
     manifest = {"kind": "grid", "generator_version": GENERATOR_VERSION, "size": size,
                 "params": {"grid": spec.params()}}
-    reused = _reuse_existing(out, manifest, force)
-    if reused is not None:
-        return reused
-    factors = spec.all_factors()
+    with DirectoryLock(out, wait=wait):
+        _remove_leftovers(out)
+        reused = _reuse_existing(out, manifest, force)
+        if reused is not None:
+            return reused
+        factors = spec.all_factors()
 
-    def write(path: Path) -> FaceDataset:
-        with DatasetWriter(path, len(factors), size) as writer:
-            _render_rows(writer, factors, size, progress)
-            return writer.finish(factors, manifest)
-    return _replace(out, write)
+        def write(path: Path) -> FaceDataset:
+            with DatasetWriter(path, len(factors), size) as writer:
+                _render_rows(writer, factors, size, progress)
+                return writer.finish(factors, manifest)
+        return _replace(out, write)
 
 
 @dataclass
@@ -214,21 +231,24 @@ def render_monovariant(out: str | os.PathLike, spec: MonovariantSpec, size: int 
     """Render (or reuse) monovariant ``train`` and ``test`` sets under ``out``."""
     out = Path(out)
     result = {}
-    for split in SPLITS:
-        manifest = {"kind": "monovariant", "split": split, "generator_version": GENERATOR_VERSION,
-                    "seed": spec.seed, "size": size, "params": spec.params()}
-        path = out / split
-        reused = _reuse_existing(path, manifest, force)
-        if reused is not None:
-            result[split] = reused
-            continue
-        factors = monovariant_factors(spec, split)
+    with DirectoryLock(out):  # another process rendering here is refused
+        for split in SPLITS:
+            manifest = {"kind": "monovariant", "split": split,
+                        "generator_version": GENERATOR_VERSION, "seed": spec.seed, "size": size,
+                        "params": spec.params()}
+            path = out / split
+            _remove_leftovers(path)
+            reused = _reuse_existing(path, manifest, force)
+            if reused is not None:
+                result[split] = reused
+                continue
+            factors = monovariant_factors(spec, split)
 
-        def write(p: Path, factors=factors, manifest=manifest) -> FaceDataset:
-            with DatasetWriter(p, len(factors), size) as writer:
-                _render_rows(writer, factors, size, progress)
-                return writer.finish(factors, manifest)
-        result[split] = _replace(path, write)
+            def write(p: Path, factors=factors, manifest=manifest) -> FaceDataset:
+                with DatasetWriter(p, len(factors), size) as writer:
+                    _render_rows(writer, factors, size, progress)
+                    return writer.finish(factors, manifest)
+            result[split] = _replace(path, write)
     return result
 
 
