@@ -48,9 +48,12 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
 
+import torch.distributed as dist
+
 from trainer import checkpoint as ckpt_io
 from trainer.errors import DcignError
-from trainer.train import RENAMED, TrainConfig, TrainResult, mode_of, renamed_keys, train
+from trainer.train import (RENAMED, TrainConfig, TrainResult, mode_of, renamed_keys,
+                           setup_distributed, train)
 
 #: TrainConfig keys the runner sets itself (``init_from`` is a stage's name in a recipe)
 RUNNER_KEYS = ("out", "resume", "init_from")
@@ -489,17 +492,37 @@ def run_recipe(recipe: Recipe, out: str | Path, log: Log = _stderr,
 
     ``stage``: train only that stage and the stages it descends from (two branches of one
     recipe can so train side by side, one process each).
+
+    Under torchrun every replica runs this, in one process group for all the stages; the first
+    replica alone writes (the record, the data, the kept steps) while the others wait.
     """
-    root = Path(out)
+    rank = setup_distributed(recipe.stages[0].config(out, recipe).device)[0]
+    try:
+        return _run_recipe(recipe, Path(out), log, stage, master=rank == 0)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _run_recipe(recipe: Recipe, root: Path, log: Log, stage: str | None,
+                master: bool) -> RecipeResult:
+    log = log if master else (lambda line: None)
     todo = {s.name for s in recipe.lineage_of(stage)} if stage else None
     check_output(recipe, root)
-    root.mkdir(parents=True, exist_ok=True)
-    ckpt_io.write_recipe_run(root, {
-        "final": recipe.final, "recipe_file": recipe.file, "recipe": recipe.text,
-        "overrides": list(recipe.overrides),
-        "stages": [{"name": s.name, "start": s.start, "start_step": s.start_step,
-                    "options": s.options} for s in recipe.stages]})
-    render_data(recipe, log)
+    if master:
+        root.mkdir(parents=True, exist_ok=True)
+        ckpt_io.write_recipe_run(root, {
+            "final": recipe.final, "recipe_file": recipe.file, "recipe": recipe.text,
+            "overrides": list(recipe.overrides),
+            "stages": [{"name": s.name, "start": s.start, "start_step": s.start_step,
+                        "options": s.options} for s in recipe.stages]})
+        render_data(recipe, log)
+    _barrier()
     kept = recipe.kept_steps()
     record = {"recipe": recipe.lineage_text(), "recipe_file": recipe.file}
     last = None
@@ -525,7 +548,9 @@ def run_recipe(recipe: Recipe, out: str | Path, log: Log = _stderr,
                 if last.status == "interrupted":
                     return _interrupted(last, s.name, root)
                 state = _state(run)
-            _copy_run(run, copy)
+            if master:
+                _copy_run(run, copy)
+            _barrier()
         last = train(replace(cfg, resume=state is not None), record={**record, "stage": s.name})
         if last.status == "interrupted":
             return _interrupted(last, s.name, root)

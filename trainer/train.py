@@ -253,11 +253,13 @@ class TrainResult:
 # -- set-up ----------------------------------------------------------------------------------------
 
 def setup_distributed(device: str) -> tuple[int, int, int]:
-    """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) without it."""
+    """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) without it. A
+    process group already set up (a recipe's, for all its stages) is used as it is."""
     if "RANK" not in os.environ:
         return 0, 0, 1
-    cuda = device != "cpu" and torch.cuda.is_available()
-    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    if not dist.is_initialized():
+        cuda = device != "cpu" and torch.cuda.is_available()
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
     return dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), dist.get_world_size()
 
 
@@ -423,6 +425,7 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None,
     :class:`NonFiniteLoss` when the loss stops being finite.
     """
     cfg.validate()
+    own_group = not dist.is_initialized()  # else the caller's, which it tears down itself
     rank, local_rank, world = setup_distributed(cfg.device)
     try:
         # the master alone writes the run directory, and holds it against other processes
@@ -436,7 +439,7 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None,
             dist.barrier()
         return result
     finally:
-        if dist.is_initialized():
+        if own_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
