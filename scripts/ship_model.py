@@ -70,10 +70,11 @@ def stage_line(record: dict) -> str:
         f"{t['invariance_strength']:g}"
         + (f" ({t['invariance_scale']})" if t["invariance_scale"] != "absolute" else "")
         + (f", unclamped share {t['unclamped_share']:g}" if t["unclamped_share"] else ""))
-    own = describe_own_sizes(t)
+    model = record["model"]  # the network's shape: its model config, not the options' copy
+    own = describe_own_sizes(model)
     code = f", {own}" if own else ""
     group = (f", {t['batches_per_step']} batches a step" if t["batches_per_step"] > 1 else "")
-    return (f"{stage_kind(t)} (width {t['width']:g}{code}, KL weight {t['kl_weight']:g}{extra}"
+    return (f"{stage_kind(t)} (width {model['width']:g}{code}, KL weight {t['kl_weight']:g}{extra}"
             f"{group}): {record['steps']:,} steps, {record['images']:,} images, "
             f"{record['seconds'] / 60:.1f} min on {record['hardware']}")
 

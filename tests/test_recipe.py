@@ -121,7 +121,7 @@ def test_top_level_options_apply_where_they_mean_something():
     ("[[stage]]\nname = 'a/b'\n", TINY, "needs a name of letters"),
     ("", TINY, "has no stages"),
     ("[[stage]]\nname = 'a'\nsteps = 2\n[[stage]]\nname = 'b'\ndecoder_width = 1.0\n", TINY,
-     "has another decoder_width than 'a'"),
+     "has another decoder than 'a' ((48, 96, 96) maps against (6, 12, 12))"),
 ])
 def test_each_recipe_error_is_one_line(stages, top, expected):
     assert expected in error_of(recipe_text("d", stages, top))
@@ -393,3 +393,9 @@ def test_runs_by_hand_with_init_from_record_their_lineage_too(data, tmp_path):
     assert [h["stage_index"] for h in lineage.history] == [0, 0, 1, 1, 1, 2]
     assert [h["step"] for h in lineage.history] == [1, 2, 3, 4, 5, 6]
     assert lineage.recipe is None and lineage.steps == 6
+
+
+def test_a_stage_whose_encoder_does_not_fit_the_one_it_starts_from():
+    stages = "[[stage]]\nname = 'a'\nsteps = 2\n[[stage]]\nname = 'b'\nwidth = 0.25\n"
+    assert "stage 'b' of r.toml has encoder_channels (24, 12) but starts from 'a', which has " \
+           "(12, 6)" in error_of(recipe_text("d", stages))

@@ -52,6 +52,7 @@ import torch.distributed as dist
 
 from trainer import checkpoint as ckpt_io
 from trainer.errors import DcignError
+from trainer.model import DECODER_SHAPE, ENCODER_SHAPE
 from trainer.train import (RENAMED, TrainConfig, TrainResult, mode_of, renamed_keys,
                            setup_distributed, train)
 
@@ -342,26 +343,23 @@ def _check_stages(recipe: Recipe, source: str) -> None:
             raise DcignError(f"stage {s.name!r} of {source}: {e}") from None
         if s.start is None:
             continue
-        parent = recipe.stage(s.start).config("DIR", recipe)
-        mine, theirs = _shape(cfg), _shape(parent)
-        for key in ("width", "code_width", "latent_dim"):
-            if mine[key] != theirs[key]:
-                raise DcignError(f"stage {s.name!r} of {source} has {key} {mine[key]:g} but "
-                                 f"starts from {s.start!r}, which has {theirs[key]:g}")
-        same_decoder = mine["decoder_width"] == theirs["decoder_width"]
+        # the networks' shapes (their image size and latent names do not change them)
+        mine, theirs = (c.model_config(64, {}) for c in (cfg, recipe.stage(s.start).config(
+            "DIR", recipe)))
+        for key in ENCODER_SHAPE:
+            if getattr(mine, key) != getattr(theirs, key):
+                raise DcignError(f"stage {s.name!r} of {source} has {key} {getattr(mine, key)} "
+                                 f"but starts from {s.start!r}, which has {getattr(theirs, key)}")
+        same_decoder = all(getattr(mine, k) == getattr(theirs, k) for k in DECODER_SHAPE)
         if cfg.widen_decoder and same_decoder:
             raise DcignError(f"stage {s.name!r} of {source} sets widen_decoder but its decoder "
                              f"has the shape of {s.start!r}'s; set a wider decoder_width, or "
                              f"leave widen_decoder out")
         if not same_decoder and not (cfg.freeze_encoder or cfg.widen_decoder):
-            raise DcignError(f"stage {s.name!r} of {source} has another decoder_width than "
-                             f"{s.start!r}; grow it with widen_decoder, or start it afresh with "
-                             f"freeze_encoder")
-
-
-def _shape(cfg: TrainConfig) -> dict:
-    return {"width": cfg.width, "code_width": cfg.code_width or cfg.width,
-            "latent_dim": cfg.latent_dim, "decoder_width": cfg.decoder_width or cfg.width}
+            raise DcignError(f"stage {s.name!r} of {source} has another decoder than "
+                             f"{s.start!r} ({mine.decoder_channels} maps against "
+                             f"{theirs.decoder_channels}); grow it with widen_decoder, or start "
+                             f"it afresh with freeze_encoder")
 
 
 def apply_overrides(raw: dict, overrides) -> None:

@@ -155,6 +155,14 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    def model_config(self, image_size: int, latent_names: dict) -> ModelConfig:
+        """The network these options ask for (on images of ``image_size``, with those named
+        latents): the one translation of the shape options into the model's config."""
+        return ModelConfig(image_size=image_size, latent_dim=self.latent_dim, width=self.width,
+                           code_width=self.code_width or None,
+                           decoder_width=self.decoder_width or None,
+                           latent_names=dict(latent_names))
+
     def validate(self) -> None:
         def bad(msg):
             raise DcignError(msg)
@@ -497,10 +505,7 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: in
         names = start_from.model_config.latent_names
     else:
         names = dict(DCIGN_LATENTS) if cfg.mode == "monovariant" else {}
-    model_cfg = ModelConfig(image_size=train_set.size, latent_dim=cfg.latent_dim, width=cfg.width,
-                            code_width=cfg.code_width or None,
-                            decoder_width=cfg.decoder_width or None,
-                            latent_names=dict(names))
+    model_cfg = cfg.model_config(train_set.size, names)
     torch.manual_seed(cfg.seed)
     model = DCIGN(model_cfg)
     new_decoder = None  # how a decoder of another shape than --init-from's starts
