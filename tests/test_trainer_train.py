@@ -19,7 +19,7 @@ from trainer.__main__ import main as trainer_main
 from trainer.checkpoint import load_checkpoint, read_lineage
 from trainer.faces.datasets import BATCH_TYPES
 from trainer.errors import CheckpointError, DatasetError, DcignError
-from trainer.train import NonFiniteLoss, TrainConfig, train
+from trainer.train import SHAPE_OPTIONS, NonFiniteLoss, TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -399,6 +399,24 @@ def test_kl_weight_and_the_deprecated_beta(data, tmp_path, capsys, monkeypatch):
     for name in ("dcign", "vae"):
         train_cfg = json.loads((SHIPPED_DIR / name / "config.json").read_text())["train"]
         assert TrainConfig.from_dict(train_cfg).kl_weight == train_cfg.get("beta", 1.0)
+
+
+def test_the_shape_is_saved_once_as_the_model_config(data, tmp_path):
+    cfg = tiny(data, tmp_path / "run", steps=1, code_width=0.25)
+    train(cfg)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert not set(SHAPE_OPTIONS) & set(config["train"])
+    assert (config["model"]["width"], config["model"]["code_width"]) == (0.125, 0.25)
+    assert TrainConfig.from_run_config(config) == cfg
+    assert trainer_main(["--out", str(tmp_path / "run"), "--resume", "--steps", "2"]) == 0
+    # the shipped models' configs, saved with a copy of the shape among their options
+    from dcign_eval.models import SHIPPED_DIR
+    for name in ("dcign", "vae"):
+        shipped = json.loads((SHIPPED_DIR / name / "config.json").read_text())
+        read = TrainConfig.from_run_config(shipped)
+        assert (read.width, read.code_width, read.decoder_width, read.latent_dim) == \
+            tuple(shipped["train"][k] for k in ("width", "code_width", "decoder_width",
+                                                 "latent_dim"))
 
 
 def test_batches_per_step_feeds_several_batches_a_step(data, tmp_path):

@@ -94,7 +94,8 @@ def config_from_argv(argv: list[str] | None = None, prog: str = PROG):
         out = args.get("out", from_file.get("out"))
         if not out:
             raise DcignError("--resume needs --out RUN_DIR")
-        values.update(renamed_keys(read_config(out)["train"]))
+        values.update(TrainConfig.from_run_config(read_config(out), f"{out}/config.json")
+                      .to_dict())
     values.update(from_file)
     values.update(args)
     return TrainConfig.from_dict(values, "the command line")

@@ -434,8 +434,8 @@ def check_output(recipe: Recipe, root: str | Path) -> None:
         run = ckpt_io.stage_dir(root, s.name)
         if not ckpt_io.is_run_dir(run):
             continue
-        saved = ckpt_io.read_config(run)["train"]
-        saved = TrainConfig.from_dict(saved, str(run / ckpt_io.CONFIG)).to_dict()
+        saved = TrainConfig.from_run_config(ckpt_io.read_config(run),
+                                            str(run / ckpt_io.CONFIG)).to_dict()
         planned = s.config(root, recipe).to_dict()
         for key, value in planned.items():
             if key in RUNTIME_KEYS + ("out", "resume", "init_from", "steps"):

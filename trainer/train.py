@@ -70,6 +70,9 @@ def _knob(default, help: str, modes: tuple[str, ...] = MODES):
 MONOVARIANT = ("monovariant",)
 #: old names of config keys, still read from saved configs, --config files and recipes
 RENAMED = {"beta": "kl_weight"}
+#: the options that are the network's shape: a run saves them once, as its model config
+#: (config.json's "model"), not as a copy among the training options
+SHAPE_OPTIONS = ("latent_dim", "width", "code_width", "decoder_width")
 #: options no recipe uses any more, read from old configs only at the value that changed nothing
 REMOVED = {"decoder_hidden": 0, "decoder_noise": 1.0}
 
@@ -154,6 +157,19 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_run_config(cls, config: dict, source: str = "the config",
+                        error=CheckpointError) -> "TrainConfig":
+        """A run's options from its whole ``config.json``: the "train" section, with the shape
+        options (:data:`SHAPE_OPTIONS`) read from the model config ("model"). Runs saved before
+        the shape lived there alone hold a copy in "train" too; the model config wins."""
+        model = config.get("model", {})
+        shape = {"latent_dim": model.get("latent_dim"), "width": model.get("width"),
+                 "code_width": model.get("code_width") or 0.0,
+                 "decoder_width": model.get("decoder_width") or 0.0}
+        return cls.from_dict({**config["train"], **{k: v for k, v in shape.items()
+                                                   if v is not None}}, source, error)
 
     def model_config(self, image_size: int, latent_names: dict) -> ModelConfig:
         """The network these options ask for (on images of ``image_size``, with those named
@@ -363,8 +379,7 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 
 def check_resumable(cfg: TrainConfig, ckpt: ckpt_io.Checkpoint, train: FaceDataset) -> None:
-    saved = TrainConfig.from_dict(ckpt.config["train"], str(ckpt.path / ckpt_io.CONFIG),
-                                  error=CheckpointError)
+    saved = TrainConfig.from_run_config(ckpt.config, str(ckpt.path / ckpt_io.CONFIG))
     fixed = FIXED_ON_RESUME + (("steps",) if saved.lr_schedule == "cosine" else ())
     for key in fixed:
         if getattr(saved, key) != getattr(cfg, key):
@@ -572,7 +587,8 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: in
                   for b in BATCH_TYPES}
     val_rows = validation_rows(test_set, cfg.val_batches) if cfg.val_every else []
 
-    run_config = {"model": model_cfg.to_dict(), "train": cfg.to_dict(),
+    run_config = {"model": model_cfg.to_dict(),
+                  "train": {k: v for k, v in cfg.to_dict().items() if k not in SHAPE_OPTIONS},
                   "latent_layout": ckpt_io.latent_layout(model_cfg),
                   "data": {"path": str(cfg.data), "image_size": train_set.size,
                            "train_checksum": train_set.checksum,
