@@ -214,9 +214,13 @@ def train_models(jobs: list[_Job], parallel: bool, log: Log, poll: float = 15.0)
 def recipe_jobs(prof: Profile, root: Path, data: Path) -> tuple[list[_Job], list[_Job],
                                                                dict[str, Path]]:
     """The jobs of a profile: those to run first (the stages both models descend from, when one
-    recipe holds both), those to run next (one a model), and each model's run directory."""
+    recipe holds both), those to run next (one a model), and each model's run directory.
+
+    :func:`render_data` has rendered the data: the jobs take it as it is (``--set data=DIR``),
+    so two of them side by side do not both reach for it."""
     recipes = _recipes(prof, data)
-    sets = [f"--set={o}" for o in _overrides(prof, data)]
+    sets = [f"--set={o}" for o in prof.overrides if not o.startswith("data.")]
+    sets.append(f"--set=data={data}")
 
     def job(name: str, role: str, out: Path, stage: str | None = None) -> _Job:
         recipe = recipes[role]

@@ -239,7 +239,7 @@ def test_profiles_train_the_shipped_recipes():
     assert [j.run for j in first] == [Path("o/pretrain")]
     assert [j.run for j in models] == [Path("o/dcign"), Path("o/vae")]
     assert runs == {"dcign": Path("o/dcign"), "vae": Path("o/vae")}
-    assert models[0].argv[-2:] == ["--stage", "dcign"] and "--set=data.out=d" in models[0].argv
+    assert models[0].argv[-2:] == ["--stage", "dcign"] and "--set=data=d" in models[0].argv
     # a recipe a model: each whole, its output directory the model
     first, models, runs = recipe_jobs(full, Path("o"), Path("d"))
     assert first == [] and runs == {"dcign": Path("o/dcign"), "vae": Path("o/vae")}
