@@ -119,6 +119,8 @@ def test_top_level_options_apply_where_they_mean_something():
     ("[[stage]]\nname = 'a'\nfreeze_encoder = true\n", TINY, "freeze_encoder needs a trained"),
     ("[[stage]]\nname = 'a'\nout = 'x'\n", TINY, "sets 'out'; the runner sets it"),
     ("[[stage]]\nname = 'a/b'\n", TINY, "needs a name of letters"),
+    ("[[stage]]\nname = 'a'\nmode = 'vea'\n", TINY, "stage 'a' of r.toml: mode must be one of "
+                                                   "monovariant, vae, got 'vea'"),
     ("", TINY, "has no stages"),
     ("[[stage]]\nname = 'a'\nsteps = 2\n[[stage]]\nname = 'b'\ndecoder_width = 1.0\n", TINY,
      "has another decoder than 'a' ((48, 96, 96) maps against (6, 12, 12))"),

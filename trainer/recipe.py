@@ -53,7 +53,7 @@ import torch.distributed as dist
 from trainer import checkpoint as ckpt_io
 from trainer.errors import DcignError
 from trainer.model import DECODER_SHAPE, ENCODER_SHAPE
-from trainer.train import (RENAMED, TrainConfig, TrainResult, mode_of, renamed_keys,
+from trainer.train import (MODES, RENAMED, TrainConfig, TrainResult, mode_of, renamed_keys,
                            setup_distributed, train)
 
 #: TrainConfig keys the runner sets itself (``init_from`` is a stage's name in a recipe)
@@ -256,6 +256,9 @@ def parse_recipe(text: str, source: str = "the recipe",
             own[key] = value
         own = _options(own, f"{where} of {source}")
         mode = own.get("mode", top.get("mode", TrainConfig.mode))
+        if mode not in MODES:
+            raise DcignError(f"{where} of {source}: mode must be one of {', '.join(MODES)}, "
+                             f"got {mode!r}")
         ignored = [k for k in own if mode not in mode_of(k)]
         if ignored:
             raise DcignError(f"{where} of {source} sets {ignored[0]}, which {mode} mode ignores "
