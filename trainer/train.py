@@ -478,7 +478,9 @@ def hardware(device: torch.device, world: int = 1) -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     procs = f"{world} processes, " if world > 1 else ""
-    return f"{cpu} CPU, {os.cpu_count()} cores, {procs}{torch.get_num_threads()} torch threads"
+    threads = torch.get_num_threads()
+    return (f"{cpu} CPU, {os.cpu_count()} cores, {procs}{threads} torch "
+            f"thread{'s' if threads != 1 else ''}")
 
 
 def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: int | None,
