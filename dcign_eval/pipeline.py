@@ -21,7 +21,6 @@ two branches side by side (``--stage``).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
@@ -31,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from trainer.errors import DcignError
+from trainer.checkpoint import read_state
+from trainer.errors import CheckpointError, DcignError
 
 Log = Callable[[str], None]
 
@@ -132,10 +132,10 @@ def render_data(prof: Profile, data_root: Path, log: Log) -> Path:
 
 def _run_state(run: Path) -> tuple[int, str] | None:
     try:
-        state = json.loads((run / "state.json").read_text())
-        return int(state["step"]), str(state.get("status", ""))
-    except (OSError, ValueError, KeyError, TypeError):
+        state = read_state(run)
+    except (CheckpointError, OSError):
         return None
+    return int(state["step"]), str(state.get("status", ""))
 
 
 @dataclass

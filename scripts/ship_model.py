@@ -24,13 +24,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from trainer.checkpoint import (LINEAGE, LINEAGE_HISTORY, load_checkpoint, read_lineage,
-                                resolve_run_dir)
+from trainer.checkpoint import (CONFIG, HISTORY, LINEAGE, LINEAGE_HISTORY, STATE, WEIGHTS,
+                                load_checkpoint, read_config, read_history, read_lineage,
+                                read_state, resolve_run_dir)
 from trainer.model import describe_own_sizes
 from trainer.train import TrainConfig
 
 SHIPPED = Path(__file__).resolve().parents[1] / "dcign_eval" / "models"
-FILES = ("model.safetensors", "config.json", "state.json", "history.csv")
+FILES = (WEIGHTS, CONFIG, STATE, HISTORY)
 LINEAGE_FILES = (LINEAGE, LINEAGE_HISTORY)  # a run started from another (a recipe's stages)
 
 
@@ -43,10 +44,10 @@ def wall_seconds(history: pd.DataFrame) -> float:
 
 
 def summary(run: Path) -> dict:
-    history = pd.read_csv(run / "history.csv")
+    history = pd.DataFrame(read_history(run))
     val = history[history.split == "test"]
     train = history[history.split == "train"].tail(500)
-    return {"steps": int(json.loads((run / "state.json").read_text())["step"]),
+    return {"steps": read_state(run)["step"],
             "wall_s": wall_seconds(history),
             "final_val_neg_elbo": float(val.neg_elbo.iloc[-1]) if len(val) else float("nan"),
             "final_train_neg_elbo_last500": float(train.neg_elbo.mean())}
@@ -83,7 +84,7 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, commands: list[str]
          pretrain: list[Path]) -> str:
     """The model card: the run's whole lineage (:func:`trainer.checkpoint.read_lineage`; for a
     run made before runs recorded it, the ``pretrain`` runs stand for its earlier stages)."""
-    config = json.loads((run / "config.json").read_text())
+    config = read_config(run)
     info = summary(run)
     lineage = read_lineage(run)
     stages = lineage.stages

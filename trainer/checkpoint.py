@@ -452,6 +452,13 @@ def read_lineage(run_dir: str | os.PathLike, verify: bool = True) -> Lineage:
                    recipe_file=lineage.get("recipe_file"))
 
 
+def read_state(run_dir: str | os.PathLike) -> dict:
+    """A run directory's ``state.json`` (step, status, hardware, file checksums), checked to be
+    one of ours; CheckpointError otherwise (no run there yet included)."""
+    run_dir = _check_run_dir(run_dir)
+    return _read_state(run_dir)
+
+
 def read_history(run_dir: str | os.PathLike) -> list[dict]:
     """The training history of a run directory, a dict per row (:data:`HISTORY_COLUMNS`); [] for
     a run without one. CheckpointError for a history of other columns."""
