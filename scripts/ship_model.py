@@ -1,17 +1,18 @@
 #!/usr/bin/env python
-"""Install a trained run as one of the package's shipped models, with its model card.
+"""Install a trained run as one of the package's shipped models, with its one-page model card.
 
-Copies what analysis needs (weights, config, state, loss history) from a run directory into
-dcign_eval/models/NAME/ and writes MODEL_CARD.md from the run's own records -- its whole lineage,
-every stage it descends from, and the recipe that made it -- plus the figures of a
-`dcign-eval metrics` CSV and notes on what was tried.
+Copies what analysis needs (weights, config, state, loss history, lineage) from a run directory
+into dcign_eval/models/NAME/ and writes MODEL_CARD.md from the run's own records: what the model
+is, how to rebuild it (its recipe and every stage of its lineage), its figures (from a
+`dcign-eval metrics` CSV, plus any measured elsewhere) and its limits.
 
     python scripts/ship_model.py runs/dcign dcign --metrics out/metrics/metrics.csv \
-        [--notes notes.md]
+        [--recipe recipes/dcign.toml] [--about about.md] [--figures rows.md] [--limits limits.md]
 
-RUN is a run directory or a recipe's output directory (its final stage). For a run made before
-runs recorded their lineage, ``--pretrain RUN`` (repeated, earliest first) names its earlier stages
-and ``--command`` the commands that made them.
+RUN is a run directory or a recipe's output directory (its final stage). ``--figures`` holds
+extra rows of the figures table (``| measure | value | command |``), ``--about`` and ``--limits``
+a paragraph or a list each. For a run that records no lineage, ``--pretrain RUN`` (repeated,
+earliest first) names its earlier stages.
 """
 
 from __future__ import annotations
@@ -63,27 +64,53 @@ def stage_kind(train: dict) -> str:
     return kind
 
 
-def stage_line(record: dict) -> str:
-    """One stage of a lineage, in words: mode, sizes, settings, steps, time, hardware."""
+def stage_line(record: dict, previous: dict | None = None) -> str:
+    """One stage of a lineage, in words: mode and settings; the network's sizes when they are
+    not the previous stage's."""
     t = TrainConfig.from_dict(record["train"]).to_dict()
-    extra = "" if t["mode"] == "vae" else (
-        f", ratio {':'.join(f'{r:g}' for r in t['ratio'])}, invariance strength "
-        f"{t['invariance_strength']:g}"
-        + (f" ({t['invariance_scale']})" if t["invariance_scale"] != "absolute" else "")
-        + (f", unclamped share {t['unclamped_share']:g}" if t["unclamped_share"] else ""))
+    settings = [f"KL weight {t['kl_weight']:g}"]
+    if t["mode"] != "vae":
+        settings += [f"ratio {':'.join(f'{r:g}' for r in t['ratio'])}",
+                     f"invariance strength {t['invariance_strength']:g}"
+                     + (f" ({t['invariance_scale']})" if t["invariance_scale"] != "absolute"
+                        else "")]
+        if t["unclamped_share"]:
+            settings.append(f"unclamped share {t['unclamped_share']:g}")
+    if t["batches_per_step"] > 1:
+        settings.append(f"{t['batches_per_step']} batches a step")
     model = record["model"]  # the network's shape: its model config, not the options' copy
+    if previous is None or sizes(model) != sizes(previous["model"]):
+        settings.insert(0, sizes(model))
+    return f"{stage_kind(t)} ({', '.join(settings)})"
+
+
+def sizes(model: dict) -> str:
+    """'width 0.25, code maps 1' from a model config."""
     own = describe_own_sizes(model)
-    code = f", {own}" if own else ""
-    group = (f", {t['batches_per_step']} batches a step" if t["batches_per_step"] > 1 else "")
-    return (f"{stage_kind(t)} (width {model['width']:g}{code}, KL weight {t['kl_weight']:g}{extra}"
-            f"{group}): {record['steps']:,} steps, {record['images']:,} images, "
-            f"{record['seconds'] / 60:.1f} min on {record['hardware']}")
+    return f"width {model['width']:g}" + (f", {own}" if own else "")
 
 
-def card(name: str, run: Path, metrics: pd.DataFrame | None, commands: list[str], notes: str,
-         pretrain: list[Path]) -> str:
-    """The model card: the run's whole lineage (:func:`trainer.checkpoint.read_lineage`; for a
-    run made before runs recorded it, the ``pretrain`` runs stand for its earlier stages)."""
+#: the figures every card shows, from a `dcign-eval metrics` CSV: (metric, what it measures)
+CARD_METRICS = (
+    ("spearman_azimuth", "Spearman \\|rho\\|, azimuth neuron vs azimuth"),
+    ("spearman_elevation", "Spearman \\|rho\\|, elevation neuron vs elevation"),
+    ("spearman_light", "Spearman \\|rho\\|, light neuron vs light"),
+    ("intrinsic_invariance", "within/between-identity distance, intrinsic block (lower is better)"),
+    ("mig", "MIG"),
+    ("dci_disentanglement", "DCI disentanglement"),
+    ("factor_vae", "FactorVAE"),
+)
+
+
+def card(name: str, run: Path, metrics: pd.DataFrame | None, *, recipe: str | None = None,
+         about: str = "", figures: str = "", limits: str = "",
+         pretrain: list[Path] | tuple = ()) -> str:
+    """The one-page model card: what the model is, how to rebuild it, its figures, its limits.
+
+    The stages come from the run's lineage (:func:`trainer.checkpoint.read_lineage`; for a run
+    that records none, the ``pretrain`` runs stand for its earlier stages); ``recipe`` is the
+    recipe that rebuilds it (default: the one that made it, else ``recipes/NAME.toml``).
+    """
     config = read_config(run)
     info = summary(run)
     lineage = read_lineage(run)
@@ -92,46 +119,55 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, commands: list[str]
         stages = [read_lineage(p).stages[-1] for p in pretrain] + stages
     steps, images = sum(s["steps"] for s in stages), sum(s["images"] for s in stages)
     seconds = sum(s["seconds"] for s in stages)
+    model = config["model"]
+    named = model.get("latent_names") or {}
+    if named:
+        layout = ", ".join(f"{k} {v}" for k, v in sorted(named.items(), key=lambda kv: kv[1]))
+        kind = (f"A DC-IGN trained with monovariant batches: its latents are named ({layout}; "
+                f"intrinsic {len(named)}..{model['latent_dim'] - 1})")
+    else:
+        kind = ("An entangled VAE, the DC-IGN's baseline. It has no named latents: its figure for "
+                "a factor is its best single latent's (an optimistic choice for it), and for the "
+                "intrinsic block its whole code's")
+    megabytes = (run / WEIGHTS).stat().st_size / 1e6
+    recipe = recipe or lineage.recipe_file or f"recipes/{name}.toml"
+    hardware = ", ".join(dict.fromkeys(s["hardware"] for s in stages))
     lines = [f"# Shipped model `{name}`", "",
-             f"Load it with `dcign_eval.load_model(\"{name}\")`.", "",
-             "## Training", "",
-             f"- All stages: {len(stages)} ({steps:,} steps = {images:,} images), wall time "
-             f"{seconds / 60:.1f} min.",
-             f"- Last stage: {info['steps']:,} steps of batch {config['train']['batch_size']} "
-             f"({stage_kind(config['train'])}).",
-             f"- Final validation negative ELBO per image (test split, no clamping): "
-             f"{info['final_val_neg_elbo']:.1f}; training, mean of the last 500 steps: "
-             f"{info['final_train_neg_elbo_last500']:.1f}.",
-             f"- Hardware: {', '.join(dict.fromkeys(s['hardware'] for s in stages))}; torch "
-             f"{torch.__version__}; wall times are upper bounds when a machine was shared.",
-             "- Data: manifest checksums: train "
-             f"`{config['data'].get('train_checksum', '?')}`, test "
-             f"`{config['data'].get('test_checksum', '?')}`.", ""]
-    lines += ["Stages, in order (each starts from the one before unless it says otherwise):", ""]
-    for i, s in enumerate(stages, 1):
+             f"{kind}. {model['image_size']}x{model['image_size']} grayscale faces, "
+             f"{model['latent_dim']} latents, {sizes(model)}; {megabytes:.1f} MB of weights. "
+             f"Load it with `dcign_eval.load_model(\"{name}\")`."]
+    if about:
+        lines += ["", about.strip()]
+    lines += ["", "## How to rebuild it", "", "```",
+              f"dcign-eval train --recipe {recipe} --out runs/{name}", "```", "",
+              f"{len(stages)} stage{'s' if len(stages) > 1 else ''}, {steps:,} steps = {images:,} images, "
+              f"{seconds / 60:.0f} min on {hardware} (upper bounds when the machine was shared). "
+              "Each stage starts from the one before unless it says otherwise.", "",
+              "| stage | what | steps | min |", "|---|---|---|---|"]
+    for i, s in enumerate(stages):
         start = s.get("start")
-        branch = (f" (from {start['stage']} at step {start['step']:,})"
-                  if start and i > 1 and (stages[i - 2]["name"] != start["stage"]
-                                          or stages[i - 2]["steps"] != start["step"]) else "")
-        lines.append(f"{i}. `{s['name']}`{branch}: {stage_line(s)}")
-    lines.append("")
-    if lineage.recipe:
-        lines += [f"Recipe (`{lineage.recipe_file}`):", "", "```toml",
-                  lineage.recipe.rstrip("\n"), "```", ""]
-    if commands:
-        lines += ["Commands, in order:", "", "```"] + commands + ["```", ""]
-    lines += ["## Config", "", "```json", json.dumps({k: config[k] for k in
-                                                     ("model", "train", "latent_layout")},
-                                                    indent=2), "```", ""]
+        branch = (f", from `{start['stage']}` at step {start['step']:,}"
+                  if start and i > 0 and (stages[i - 1]["name"] != start["stage"]
+                                          or stages[i - 1]["steps"] != start["step"]) else "")
+        lines.append(f"| `{s['name']}` | {stage_line(s, stages[i - 1] if i else None)}{branch} "
+                     f"| {s['steps']:,} | {s['seconds'] / 60:.1f} |")
+    lines += ["", "Data: train checksum "
+              f"`{config['data'].get('train_checksum', '?')}`, test "
+              f"`{config['data'].get('test_checksum', '?')}`.", "",
+              "## Figures", "",
+              "Held-out identities, never seen in training. Final validation negative ELBO per "
+              f"image (test split, no clamping): {info['final_val_neg_elbo']:.1f}.", "",
+              "| measure | value | command |", "|---|---|---|"]
     if metrics is not None:
         rows = metrics[metrics.model == name] if name in set(metrics.model) else metrics
-        lines += ["## Measured (held-out identities; `dcign-eval metrics`)", "",
-                  "| metric | value |", "|---|---|"]
-        lines += [f"| {r.metric} | {r.value:.3f} |" for r in rows.itertuples()]
-        lines += [""]
-    if notes:
-        lines += [notes.strip(), ""]
-    return "\n".join(lines)
+        values = dict(zip(rows.metric, rows.value))
+        for metric, label in CARD_METRICS:
+            if metric in values:
+                lines.append(f"| {label} | {values[metric]:.3f} | `dcign-eval metrics` |")
+    lines += [row for row in figures.strip().splitlines() if row.strip()]
+    if limits:
+        lines += ["", "## Limits", "", limits.strip()]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -140,8 +176,12 @@ def main() -> None:
     p.add_argument("run", type=Path)
     p.add_argument("name", choices=("dcign", "vae"))
     p.add_argument("--metrics", type=Path, help="metrics.csv from `dcign-eval metrics`")
-    p.add_argument("--command", action="append", default=[], help="a training command, in order")
-    p.add_argument("--notes", type=Path, help="markdown appended to the card")
+    p.add_argument("--recipe", help="the recipe that rebuilds it (default: the one that made "
+                   "it, else recipes/NAME.toml)")
+    p.add_argument("--about", type=Path, help="markdown: what the model is, beyond its shape")
+    p.add_argument("--figures", type=Path, help="markdown rows of the figures table: "
+                   "| measure | value | command |")
+    p.add_argument("--limits", type=Path, help="markdown: what the model does not do")
     p.add_argument("--pretrain", type=Path, action="append", default=[],
                    help="a run this one descends from by --init-from; repeat, earliest first")
     args = p.parse_args()
@@ -154,9 +194,10 @@ def main() -> None:
     for f in FILES + tuple(f for f in LINEAGE_FILES if (args.run / f).is_file()):
         shutil.copy2(args.run / f, tmp / f)
     metrics = pd.read_csv(args.metrics) if args.metrics else None
-    notes = args.notes.read_text() if args.notes else ""
-    (tmp / "MODEL_CARD.md").write_text(card(args.name, args.run, metrics, args.command, notes,
-                                            args.pretrain))
+    text = {k: getattr(args, k).read_text() if getattr(args, k) else ""
+            for k in ("about", "figures", "limits")}
+    (tmp / "MODEL_CARD.md").write_text(card(args.name, args.run, metrics, recipe=args.recipe,
+                                            pretrain=args.pretrain, **text))
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     print(f"shipped {args.run} as {dest}")
