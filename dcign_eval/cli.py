@@ -7,6 +7,7 @@ printed as one ``error: ...`` line and the process exits with status 2.
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +20,22 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train and evaluate DC-IGN models on a rendered face world.")
 render_app = typer.Typer(no_args_is_help=True, help="Render face-world data sets.")
 app.add_typer(render_app, name="render")
+
+
+# The options with a fixed set of values are Enums, so --help lists the choices and Typer refuses
+# any other value (exit status 2). The values are the library's own (tests/test_cli.py checks
+# them against it), written out here so that --help does not import the analyses.
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    return Enum(name, {v: v for v in values}, type=str)
+
+
+Split = _choices("Split", ("train", "test"))  # training or held-out identities
+Profile = _choices("Profile", ("quick", "full", "tiny"))  # dcign_eval.pipeline.PROFILES
+Classifier = _choices("Classifier", ("1nn-cosine", "logistic", "linear-svc"))  # CLASSIFIERS
+Metric = _choices("Metric", ("beta_vae", "factor_vae", "mig", "sap", "sap_continuous",
+                             "dci_disentanglement", "dci_completeness", "dci_informativeness",
+                             "modularity", "explicitness", "irs", "gaussian_total_correlation",
+                             "mutual_info", "none"))  # dcign_eval.metrics.METRIC_KEYS and 'none'
 
 
 def _parse_fixed(items: list[str]) -> dict[str, float]:
@@ -38,7 +55,7 @@ def _parse_fixed(items: list[str]) -> dict[str, float]:
 def render_grid_cmd(
     out: Path = typer.Option(Path("data/grid"), "--out", help="Directory of the data set."),
     identities: int = typer.Option(10, min=1, help="Number of identities."),
-    split: str = typer.Option("test", help="Identities from the 'train' or held-out 'test' split."),
+    split: Split = typer.Option("test", help="Identities of the training or held-out split."),
     azimuth_step: float = typer.Option(10.0, help="Azimuth grid step, degrees (range -90..90)."),
     elevation_step: float = typer.Option(10.0, help="Elevation grid step, degrees (-30..30)."),
     light_step: float = typer.Option(20.0, help="Light azimuth grid step, degrees (-80..80)."),
@@ -56,7 +73,7 @@ def render_grid_cmd(
     from dcign_eval.console import progress_bar
     from trainer.faces import GridSpec, render_grid
 
-    spec = GridSpec.make(split, identities, azimuth_step, elevation_step, light_step,
+    spec = GridSpec.make(split.value, identities, azimuth_step, elevation_step, light_step,
                          _parse_fixed(fix))
     total = int(np.prod(spec.factor_sizes))
     _check_size(size)
@@ -147,7 +164,7 @@ def metrics_cmd(
     num_eval: Optional[int] = typer.Option(None, min=10, help="Evaluation points per metric "
                                            "(default: 5,000)."),
     seed: int = typer.Option(0, min=0, help="Seed of every random choice."),
-    metric: list[str] = typer.Option([], "--metric", help="Only these disentanglement metrics "
+    metric: list[Metric] = typer.Option([], "--metric", help="Only these disentanglement metrics "
                                      "(e.g. --metric mig); 'none' for the paper's measurements "
                                      "alone. Default: all."),
 ) -> None:
@@ -171,7 +188,7 @@ def metrics_cmd(
     models = load_models(model)
     worlds = evaluation_worlds(models, grid_dir, identities, progress=progress_bar)
     overrides = {k: v for k, v in (("num_train", num_train), ("num_eval", num_eval)) if v}
-    selected = None if not metric else [m for m in metric if m != "none"]
+    selected = None if not metric else [m.value for m in metric if m.value != "none"]
     df = measure_models(models, worlds, seed=seed, metrics=selected, dci_mode=dci, **overrides)
     csv_path, json_path = write_metrics(df, out)
     typer.echo(wide_table(df).to_string(float_format=lambda v: f"{v:.3f}"))
@@ -273,8 +290,8 @@ def recognition_cmd(
                                                           "identity and azimuth; 0: all."),
     pca_components: int = typer.Option(200, min=0, help="PCA-of-pixels dimensions (fitted on "
                                                         "training identities); 0: no PCA."),
-    classifier: list[str] = typer.Option([], help="Classifier(s): 1nn-cosine, logistic, "
-                                                  "linear-svc (default: all three)."),
+    classifier: list[Classifier] = typer.Option([], help="Classifier(s), repeatable (default: "
+                                                         "all three)."),
     cache: Optional[Path] = typer.Option(None, help="Cache of rendered faces (default: "
                                                     "OUT/cache)."),
 ) -> None:
@@ -303,7 +320,7 @@ def recognition_cmd(
     if size is not None:
         _check_size(size)
     result = run_recognition(load_models(specs), out=out, n_identities=identities, size=size,
-                             grid=grid, classifiers=tuple(classifier) or CLASSIFIERS,
+                             grid=grid, classifiers=tuple(c.value for c in classifier) or CLASSIFIERS,
                              pca_components=pca_components or None, cache_dir=cache,
                              random_state=seed, progress=progress_bar)
     _print_recognition(result)
@@ -460,10 +477,10 @@ def report_cmd(
 
 @app.command("demo")
 def demo_cmd(
-    profile: str = typer.Option("quick", help="quick (recipes/quick.toml, about 15 minutes on a "
-                                              "2-core CPU), full (the shipped models rebuilt from "
-                                              "recipes/dcign.toml and vae.toml, hours) or tiny "
-                                              "(seconds)."),
+    profile: Profile = typer.Option("quick", help="quick (recipes/quick.toml, about 15 minutes "
+                                                  "on a 2-core CPU), full (the shipped models "
+                                                  "rebuilt from recipes/dcign.toml and vae.toml, "
+                                                  "hours) or tiny (seconds)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Runs and report go here (default "
                                                            "out/demo, out/demo-full for full)."),
     data_root: Path = typer.Option(Path("data"), "--data-root", help="Where the data sets are "
@@ -476,10 +493,9 @@ def demo_cmd(
     Finished training runs are reused and unfinished ones resumed, so an interrupted demo picks
     up where it stopped.
     """
-    from dcign_eval.pipeline import PROFILES, format_seconds, run_demo
+    from dcign_eval.pipeline import format_seconds, run_demo
 
-    if profile not in PROFILES:
-        raise DcignError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    profile = profile.value
     out = out or Path("out/demo-full" if profile == "full" else "out/demo")
     check_writable_dir(out)  # before the work, not after it
     check_writable_dir(data_root, "--data-root")

@@ -138,9 +138,10 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, *, recipe: str | No
              f"Load it with `dcign_eval.load_model(\"{name}\")`."]
     if about:
         lines += ["", about.strip()]
+    plural = "s" if len(stages) > 1 else ""
     lines += ["", "## How to rebuild it", "", "```",
               f"dcign-eval train --recipe {recipe} --out runs/{name}", "```", "",
-              f"{len(stages)} stage{'s' if len(stages) > 1 else ''}, {steps:,} steps = {images:,} images, "
+              f"{len(stages)} stage{plural}, {steps:,} steps = {images:,} images, "
               f"{seconds / 60:.0f} min on {hardware} (upper bounds when the machine was shared). "
               "Each stage starts from the one before unless it says otherwise.", "",
               "| stage | what | steps | min |", "|---|---|---|---|"]

@@ -36,7 +36,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    from trainer.train import MODES, TrainConfig
+    from trainer.train import (CLAMP_REFERENCES, INVARIANCE_SCALES, LR_SCHEDULES, MODES,
+                               TrainConfig)
+    choices = {"mode": MODES, "clamp_reference": CLAMP_REFERENCES,
+               "invariance_scale": INVARIANCE_SCALES, "lr_schedule": LR_SCHEDULES}
     p = _Parser(prog=prog, description="Train a DC-IGN (monovariant) or the entangled VAE "
                 "baseline. Values: defaults < the run's saved config (--resume) < --config file "
                 "< flags.",
@@ -52,8 +55,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, help=help)
         elif isinstance(default, tuple):
             p.add_argument(flag, nargs=len(default), type=float, metavar="X", help=help)
-        else:
-            p.add_argument(flag, type=type(default), help=help)
+        else:  # a fixed set of values is listed in --help, and anything else refused
+            p.add_argument(flag, type=type(default), choices=choices.get(f.name), help=help)
     p.add_argument("--beta", type=float, help="deprecated: the old name of --kl-weight")
     p.add_argument("--recipe", metavar="FILE.toml",
                    help="train a recipe's stages instead: --recipe FILE --out DIR "
