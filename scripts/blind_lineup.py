@@ -31,7 +31,7 @@ from dcign_eval.lineup import (blind_test, guessing_p, lineup, plot_blind_test,
                                score_blind_test)
 from dcign_eval.protocol import load_model
 from dcign_eval.reconstruction import held_out_faces, reconstructions
-from trainer.errors import DcignError
+from trainer.errors import ArgumentParser, DcignError, run_main
 from trainer.io import atomic_write_bytes, atomic_write_json
 
 KEY = "key.json"
@@ -151,8 +151,8 @@ def summary(args) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     m = sub.add_parser("make", help="write the sheets and the sealed key")
     m.add_argument("model", help="run directory or shipped name")
@@ -172,11 +172,8 @@ def main() -> None:
     t.add_argument("dirs", type=Path, nargs="+", help="folders `make` wrote and `score --reader` "
                    "recorded, or folders holding such folders")
     args = p.parse_args()
-    try:
-        {"make": make, "score": score, "summary": summary}[args.command](args)
-    except DcignError as e:
-        raise SystemExit(f"error: {e}")
+    {"make": make, "score": score, "summary": summary}[args.command](args)
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

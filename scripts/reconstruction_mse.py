@@ -7,7 +7,7 @@ reconstruction sheet does (`dcign_eval.reconstruction.reconstructions`); then ev
 ranked against all the faces' identities rendered at its pose and light (`dcign_eval.lineup`,
 the report's lineup: with the default 64 faces and seed 0, the same faces).
 
-    python scripts/reconstruction_mse.py dcign vae runs/snaps/cw1-s4-4000 --faces 64
+    python scripts/reconstruction_mse.py dcign vae runs/dcign/relative --faces 64
 """
 
 from __future__ import annotations
@@ -17,23 +17,20 @@ import argparse
 from dcign_eval.lineup import lineup, lineup_table
 from dcign_eval.protocol import load_models
 from dcign_eval.reconstruction import held_out_faces, reconstruction_table, reconstructions
-from trainer.errors import DcignError
+from trainer.errors import ArgumentParser, run_main
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", help="run directories, shipped names or file.py:factory specs")
     p.add_argument("--faces", type=int, default=64, help="held-out faces, 1..64")
     p.add_argument("--seed", type=int, default=0, help="which faces (random_state)")
     args = p.parse_args()
-    try:
-        faces = held_out_faces(args.faces, random_state=args.seed)
-        rec = reconstructions(load_models(args.models), faces)
-        table = reconstruction_table(rec)
-        identified = lineup_table(lineup(rec)) if len(faces) > 1 else None
-    except DcignError as e:
-        raise SystemExit(f"error: {e}")
+    faces = held_out_faces(args.faces, random_state=args.seed)
+    rec = reconstructions(load_models(args.models), faces)
+    table = reconstruction_table(rec)
+    identified = lineup_table(lineup(rec)) if len(faces) > 1 else None
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if identified is not None:
         print()
@@ -42,4 +39,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -21,6 +21,7 @@ import pandas as pd
 from dcign_eval.metrics.paper import ANGLE_FACTORS, paper_measurements
 from dcign_eval.metrics.suite import DEFAULT_GRID
 from dcign_eval.protocol import load_model
+from trainer.errors import ArgumentParser, run_main
 from trainer.faces.world import GridSpec, render_grid
 
 VALIDATION_IDENTITIES = slice(10, 20)  # of the test split; the evaluation grid has 0..9
@@ -33,16 +34,16 @@ def validation_grid(grid_dir: Path, size: int):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", type=Path, nargs="+", help="run directories (checkpoints) to compare")
     p.add_argument("--grid-dir", type=Path, default=Path("data"))
     p.add_argument("--size", type=int, default=64)
     args = p.parse_args()
+    models = [load_model(run) for run in args.runs]  # a bad run is refused before the render
     grid = validation_grid(args.grid_dir, args.size)
     rows = []
-    for run in args.runs:
-        model = load_model(run)
+    for run, model in zip(args.runs, models):
         codes = model.encode(grid.images)
         m = paper_measurements(codes, grid.factors, model.latent_names)
         rows.append({"run": str(run), **{f: m[f"spearman_{f}"] for f in ANGLE_FACTORS},
@@ -55,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -18,16 +18,15 @@ earliest first) names its earlier stages.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from trainer.checkpoint import (CONFIG, HISTORY, LINEAGE, LINEAGE_HISTORY, STATE, WEIGHTS,
                                 load_checkpoint, read_config, read_history, read_lineage,
                                 read_state, resolve_run_dir)
+from trainer.errors import ArgumentParser, DcignError, run_main
 from trainer.model import describe_own_sizes
 from trainer.train import TrainConfig
 
@@ -172,8 +171,8 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, *, recipe: str | No
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path)
     p.add_argument("name", choices=("dcign", "vae"))
     p.add_argument("--metrics", type=Path, help="metrics.csv from `dcign-eval metrics`")
@@ -186,6 +185,9 @@ def main() -> None:
     p.add_argument("--pretrain", type=Path, action="append", default=[],
                    help="a run this one descends from by --init-from; repeat, earliest first")
     args = p.parse_args()
+    for path in (args.metrics, args.about, args.figures, args.limits):
+        if path is not None and not path.is_file():
+            raise DcignError(f"{path} is not a file")
     args.run = resolve_run_dir(args.run)  # a recipe's output directory: its final stage
     load_checkpoint(args.run)  # refuse anything that is not a complete, valid run
     dest = SHIPPED / args.name
@@ -205,4 +207,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -25,14 +25,9 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from trainer.errors import DcignError
+from trainer.errors import ArgumentParser, DcignError
 
 PROG = "python -m trainer"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, raised, so every front end prints it the same way
-        raise DcignError(f"{message} (see {self.prog} --help)")
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -40,9 +35,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                                TrainConfig)
     choices = {"mode": MODES, "clamp_reference": CLAMP_REFERENCES,
                "invariance_scale": INVARIANCE_SCALES, "lr_schedule": LR_SCHEDULES}
-    p = _Parser(prog=prog, description="Train a DC-IGN (monovariant) or the entangled VAE "
-                "baseline. Values: defaults < the run's saved config (--resume) < --config file "
-                "< flags.",
+    p = ArgumentParser(prog=prog, description="Train a DC-IGN (monovariant) or the entangled "
+                       "VAE baseline. Values: defaults < the run's saved config (--resume) < "
+                       "--config file < flags.",
                 argument_default=argparse.SUPPRESS)
     p.add_argument("--config", metavar="FILE.json",
                    help="JSON object of config keys (the flags' names with underscores)")
