@@ -1,11 +1,29 @@
-"""Shared test set-up: the cache of encoded codes lives in the session's temporary directory, so
-no test reads or fills a user's ~/.cache/dcign-eval. A test may point it elsewhere (monkeypatch)."""
+"""Shared test set-up and fixtures.
+
+* The cache of encoded codes lives in the session's temporary directory, so no test reads or
+  fills a user's ~/.cache/dcign-eval. A test may point it elsewhere (monkeypatch).
+* ``make_monovariant_data``: small synthetic monovariant data sets for the trainer. A "face" here
+  is a shaded ellipse: identity sets its radii and texture, azimuth and elevation move it, light
+  turns its shading gradient. Crude, but each factor changes the image, so monovariant batches
+  mean what they should, and rendering 300 of them takes milliseconds.
+* ``tiny_runs``: untrained run directories, one with named latents and one without.
+* ``hold_lock``: another process holding a directory lock.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+
+from trainer.faces.datasets import BATCH_TYPES, write_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -17,3 +35,109 @@ def session_code_cache(tmp_path_factory):
         os.environ.pop("DCIGN_EVAL_CACHE", None)
     else:
         os.environ["DCIGN_EVAL_CACHE"] = before
+
+
+# -- synthetic monovariant data ------------------------------------------------------------------
+
+BATCH = 20
+
+
+def render_face(identity: int, azimuth: float, elevation: float, light: float,
+                size: int) -> np.ndarray:
+    rng = np.random.default_rng(identity)
+    ra, rb = 0.22 + 0.1 * rng.random(), 0.28 + 0.1 * rng.random()
+    freq = 3 + 4 * rng.random()
+    cx, cy = 0.5 + 0.2 * azimuth / 90, 0.5 - 0.15 * elevation / 25
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size
+    u, v = (xx - cx) / ra, (yy - cy) / rb
+    inside = u ** 2 + v ** 2 <= 1
+    lx = np.sin(np.deg2rad(light))
+    shade = 0.55 + 0.35 * lx * u + 0.1 * np.sin(freq * np.pi * v)
+    img = np.where(inside, np.clip(shade, 0.05, 1), 0.0)
+    return (img * 255).round().astype(np.uint8)
+
+
+def make_split(path: Path, size: int, identities: range, batches_per_type: int, seed: int,
+               types=BATCH_TYPES):
+    """One monovariant data set: ``batches_per_type`` batches of 20 for each batch type."""
+    rng = np.random.default_rng(seed)
+    images, rows, batch_id = [], [], 0
+    ids = list(identities)
+    for btype in types:
+        for _ in range(batches_per_type):
+            base = dict(identity=int(rng.choice(ids)), azimuth=float(rng.uniform(-60, 60)),
+                        elevation=float(rng.uniform(-20, 20)), light=float(rng.uniform(-60, 60)))
+            varied = {"AZ_VARIED": ("azimuth", np.linspace(-80, 80, BATCH)),
+                      "EL_VARIED": ("elevation", np.linspace(-23, 23, BATCH)),
+                      "LIGHT_VARIED": ("light", np.linspace(-80, 80, BATCH)),
+                      "SHAPE_VARIED": ("identity", rng.choice(ids, BATCH))}[btype]
+            for value in varied[1]:
+                f = dict(base, **{varied[0]: value})
+                f["identity"] = int(f["identity"])
+                images.append(render_face(f["identity"], f["azimuth"], f["elevation"],
+                                          f["light"], size))
+                rows.append(dict(f, batch=batch_id, batch_type=btype))
+            batch_id += 1
+    manifest = {"kind": "monovariant", "seed": seed, "generator_version": "test-ellipses",
+                "params": {"batch_size": BATCH}}
+    return write_dataset(path, np.stack(images), pd.DataFrame(rows), manifest)
+
+
+def _make_monovariant_data(root: Path, size: int = 64, batches_per_type: int = 3,
+                          test_size: int | None = None, types=BATCH_TYPES) -> Path:
+    """root/train (identities 0..49) and root/test (identities 100..119)."""
+    make_split(root / "train", size, range(0, 50), batches_per_type, seed=1, types=types)
+    make_split(root / "test", test_size or size, range(100, 120), 1, seed=2, types=types)
+    return root
+
+
+@pytest.fixture(scope="session")
+def make_monovariant_data():
+    """``make_monovariant_data(root, size=64, batches_per_type=3, test_size=None, types=...)``:
+    root/train (identities 0..49) and root/test (identities 100..119)."""
+    return _make_monovariant_data
+
+
+# -- untrained runs ------------------------------------------------------------------------------
+
+@pytest.fixture
+def tiny_runs(tmp_path) -> dict:
+    """Untrained run directories: "tiny-dcign" (named latents) and "tiny-vae" (none)."""
+    import torch
+
+    from trainer.checkpoint import latent_layout, save_checkpoint
+    from trainer.model import DCIGN, ModelConfig
+
+    torch.manual_seed(0)
+    runs = {}
+    for name, kwargs in (("tiny-dcign", {}), ("tiny-vae", {"latent_names": {}})):
+        cfg = ModelConfig(image_size=64, latent_dim=8, width=0.0625, **kwargs)
+        runs[name] = tmp_path / name
+        save_checkpoint(runs[name], model=DCIGN(cfg),
+                        config={"model": cfg.to_dict(), "train": {},
+                                "latent_layout": latent_layout(cfg), "data": {}},
+                        state={"step": 0})
+    return runs
+
+
+# -- a lock held by another process --------------------------------------------------------------
+
+HOLD = """
+import sys, time
+from trainer.io import DirectoryLock
+with DirectoryLock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.fixture
+def hold_lock():
+    """``hold_lock(path)``: another process that takes the lock on ``path`` and keeps it until
+    killed (the test kills it)."""
+    def start(path: Path) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], cwd=ROOT,
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "locked"
+        return proc
+    return start

@@ -1,7 +1,6 @@
 """dcign-eval's command line: outputs that cannot be written fail at once, before the work."""
 
 import sys
-from pathlib import Path
 
 import pytest
 

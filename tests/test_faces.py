@@ -283,9 +283,7 @@ def test_cli_grid_and_preview(tmp_path):
     assert load_dataset(out).kind == "grid"
 
 
-def test_two_renders_into_one_folder(tmp_path):
-    from test_trainer_io import hold_lock
-
+def test_two_renders_into_one_folder(tmp_path, hold_lock):
     holder = hold_lock(tmp_path / "mv")
     try:
         with pytest.raises(DcignError) as e:

@@ -95,10 +95,8 @@ def test_a_factory_in_a_file_and_in_a_module(tmp_path, monkeypatch):
     assert other.name == "halves" and other.fingerprint == model.fingerprint  # same codes
 
 
-def test_our_runs_are_one_implementation_of_the_protocol(tmp_path):
-    from test_metrics_paper import tiny_runs
-
-    runs = tiny_runs(tmp_path)
+def test_our_runs_are_one_implementation_of_the_protocol(tiny_runs):
+    runs = tiny_runs
     model = load_model(runs["tiny-dcign"])
     assert isinstance(model, Model) and isinstance(model.implementation, LoadedModel)
     state = json.loads((runs["tiny-dcign"] / "state.json").read_text())

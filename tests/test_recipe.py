@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 import trainer.train as train_mod
 from dcign_eval import load_model
 from dcign_eval.cli import app
-from test_trainer_data import make_monovariant_data
 from trainer.checkpoint import load_checkpoint, read_lineage
 from trainer.errors import CheckpointError, DcignError
 from trainer.recipe import load_recipe, parse_recipe, run_recipe
@@ -33,7 +32,7 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
+def data(tmp_path_factory, make_monovariant_data) -> Path:
     return make_monovariant_data(tmp_path_factory.mktemp("faces") / "mono64", size=64)
 
 

@@ -185,13 +185,10 @@ def test_run_recognition_writes_outputs_and_is_reproducible(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
-    try:
-        from dcign_eval.protocol import load_model  # noqa: F401
-        from trainer.checkpoint import latent_layout, save_checkpoint
-        from trainer.model import DCIGN, ModelConfig
-    except ImportError as e:  # the loader is developed alongside; say why instead of failing
-        pytest.skip(f"dcign_eval.models is not usable yet ({e})")
     import torch
+
+    from trainer.checkpoint import latent_layout, save_checkpoint
+    from trainer.model import DCIGN, ModelConfig
 
     torch.manual_seed(0)
     cfg = ModelConfig(image_size=64, latent_dim=10, width=0.0625)

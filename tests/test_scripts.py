@@ -87,12 +87,11 @@ def test_blind_lineup_makes_sheets_and_scores_answers(tmp_path):
         assert r.stderr.count("\n") == 1, r.stderr
 
 
-def test_ship_model_card_names_every_stage(tmp_path):
+def test_ship_model_card_names_every_stage(tmp_path, make_monovariant_data):
     import importlib.util
 
     import torch
 
-    from test_trainer_data import make_monovariant_data
     from trainer.train import TrainConfig, train
     spec = importlib.util.spec_from_file_location("ship_model", SCRIPTS / "ship_model.py")
     ship = importlib.util.module_from_spec(spec)

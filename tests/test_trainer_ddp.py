@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from test_trainer_data import make_monovariant_data
 from trainer.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +33,7 @@ def _replica(rank: int, world: int, port: int, data: str, out: str, results: str
                 "losses": [h["neg_elbo"] for h in result.history]}, f"{results}/rank{rank}.pt")
 
 
-def test_two_replicas_hold_identical_weights(tmp_path):
+def test_two_replicas_hold_identical_weights(tmp_path, make_monovariant_data):
     data = make_monovariant_data(tmp_path / "data", size=64, batches_per_type=2)
     mp.spawn(_replica, args=(2, free_port(), str(data), str(tmp_path / "run"), str(tmp_path)),
              nprocs=2, join=True)
@@ -49,7 +48,7 @@ def test_two_replicas_hold_identical_weights(tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_runs_the_module(tmp_path):
+def test_torchrun_runs_the_module(tmp_path, make_monovariant_data):
     data = make_monovariant_data(tmp_path / "data", size=64, batches_per_type=1)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "--master_port", str(free_port()), "-m", "trainer", "--data", str(data),
@@ -63,7 +62,7 @@ def test_torchrun_runs_the_module(tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_runs_a_recipe(tmp_path):
+def test_torchrun_runs_a_recipe(tmp_path, make_monovariant_data):
     """One process group for all the stages; the first replica alone writes the kept step."""
     from trainer.checkpoint import read_lineage
     data = make_monovariant_data(tmp_path / "data", size=64, batches_per_type=1)

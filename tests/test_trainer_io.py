@@ -16,24 +16,7 @@ from trainer.io import DirectoryLock, check_writable_dir, remove_stale
 
 ROOT = Path(__file__).resolve().parents[1]
 
-HOLD = """
-import sys, time
-from trainer.io import DirectoryLock
-with DirectoryLock(sys.argv[1]):
-    print("locked", flush=True)
-    time.sleep(120)
-"""
-
-
-def hold_lock(path: Path) -> subprocess.Popen:
-    """Another process that takes the lock on ``path`` and keeps it until killed."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
-
-
-def test_a_second_process_is_refused_and_a_stale_lock_taken_over(tmp_path):
+def test_a_second_process_is_refused_and_a_stale_lock_taken_over(tmp_path, hold_lock):
     target = tmp_path / "run"
     holder = hold_lock(target)
     try:
@@ -53,7 +36,7 @@ def test_a_second_process_is_refused_and_a_stale_lock_taken_over(tmp_path):
     assert not lock.file.exists()
 
 
-def test_wait_takes_the_lock_once_it_is_released(tmp_path):
+def test_wait_takes_the_lock_once_it_is_released(tmp_path, hold_lock):
     holder = hold_lock(tmp_path / "grid")
     killer = subprocess.Popen([sys.executable, "-c",
                                f"import os, time; time.sleep(1); os.kill({holder.pid}, 9)"])

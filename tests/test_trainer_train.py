@@ -14,7 +14,6 @@ import torch
 
 import trainer.train as train_mod
 from dcign_eval import load_model
-from test_trainer_data import make_monovariant_data
 from trainer.__main__ import main as trainer_main
 from trainer.checkpoint import load_checkpoint, read_lineage
 from trainer.faces.datasets import BATCH_TYPES
@@ -34,7 +33,7 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
+def data(tmp_path_factory, make_monovariant_data) -> Path:
     return make_monovariant_data(tmp_path_factory.mktemp("faces") / "mono64", size=64)
 
 
@@ -310,7 +309,7 @@ def test_missing_data_set(tmp_path):
     assert "train" in one_line_error(e)
 
 
-def test_data_of_the_wrong_image_size(data, tmp_path):
+def test_data_of_the_wrong_image_size(data, tmp_path, make_monovariant_data):
     odd = make_monovariant_data(tmp_path / "mono40", size=40, batches_per_type=1)
     with pytest.raises(DcignError) as e:
         train(tiny(odd, tmp_path / "run"))
