@@ -141,3 +141,28 @@ def hold_lock():
         assert proc.stdout.readline().strip() == "locked"
         return proc
     return start
+
+
+# -- the main job, run once ----------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """The main job's ``tiny`` profile, run once (render a few monovariant batches, train a
+    DC-IGN and a VAE for a dozen steps from one pretraining, write the report with the ``tiny``
+    preset): {"root", "result", "log", "kwargs"} for tests that read or rebuild its report."""
+    import torch
+
+    from dcign_eval.pipeline import TINY, run_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    lines: list[str] = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is faster than two contending ones
+    try:
+        result = run_demo(TINY, root / "out", data_root=root / "data", cache_dir=root / "cache",
+                          log=lines.append)
+    finally:
+        torch.set_num_threads(threads)
+    return {"root": root, "result": result, "log": lines,
+            "kwargs": dict(grid_dir=root / "data", cache_dir=root / "cache",
+                           recognition_cache=root / "out" / "cache")}

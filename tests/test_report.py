@@ -1,9 +1,8 @@
-"""dcign-eval report (one HTML page) and the main job (dcign-eval demo), on tiny models.
+"""dcign-eval report (one HTML page), on tiny models.
 
-The module runs the ``tiny`` profile of the main job once (render a few monovariant batches,
-train a DC-IGN and a VAE for a dozen steps in two trainer processes, write the report with the
-``tiny`` preset); the tests then read that page, build a few more reports reusing its caches,
-and open it in headless Chromium.
+The tests read the page of the ``demo`` fixture (tests/conftest.py: the main job's ``tiny``
+profile, run once), build a few more reports reusing its caches, and open it in headless
+Chromium.
 """
 
 from __future__ import annotations
@@ -24,9 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dcign_eval import reconstruction as rc
 from dcign_eval import report as rp
-from dcign_eval.pipeline import QUICK, TINY, profile, recipe_jobs
 from trainer.errors import DcignError
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -41,24 +38,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-# The tiny profile: the quick recipe's shape at a tiny scale. The DC-IGN and the baseline both
-# start from a 6-step pretraining, then train side by side.
-PROFILE = TINY
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    from dcign_eval.pipeline import run_demo
-
-    root = tmp_path_factory.mktemp("demo")
-    lines: list[str] = []
-    result = run_demo(PROFILE, root / "out", data_root=root / "data", cache_dir=root / "cache",
-                      log=lines.append)
-    return {"root": root, "result": result, "log": lines,
-            "kwargs": dict(grid_dir=root / "data", cache_dir=root / "cache",
-                           recognition_cache=root / "out" / "cache")}
 
 
 class _Links(html.parser.HTMLParser):
@@ -79,40 +58,6 @@ def _links(page: Path) -> list[tuple[str, str, dict]]:
     parser = _Links()
     parser.feed(page.read_text())
     return parser.links
-
-
-# -- the main job ----------------------------------------------------------------------------------
-
-def test_tiny_demo_trains_both_models_and_writes_the_report(demo):
-    from dcign_eval import load_model
-
-    result = demo["result"]
-    assert result.report.is_file() and result.report.name == "index.html"
-    dcign, vae = load_model(result.runs["dcign"]), load_model(result.runs["vae"])
-    assert dcign.latent_names == {"azimuth": 0, "elevation": 1, "light": 2}
-    assert vae.latent_names == {}
-    steps = {"dcign": 8, "vae": 6}
-    for role, run in result.runs.items():
-        state = json.loads((run / "state.json").read_text())
-        assert state["step"] == steps[role] and state["status"] == "finished"
-    pretrain = result.runs["vae"].parent / "pretrain"
-    assert json.loads((pretrain / "state.json").read_text())["step"] == 6
-    assert dcign.config["train"]["init_from"] == str(pretrain)
-    assert vae.config["train"]["init_from"] == str(pretrain)
-    assert set(result.seconds) == {"data", "training", "evaluation and report", "total"}
-    assert any("training dcign" in line for line in demo["log"])
-
-
-def test_demo_again_reuses_runs_and_report_caches(demo):
-    from dcign_eval.pipeline import run_demo
-
-    lines: list[str] = []
-    again = run_demo(PROFILE, demo["root"] / "out", data_root=demo["root"] / "data",
-                     cache_dir=demo["root"] / "cache", log=lines.append)
-    assert sum("already trained" in line for line in lines) == 3  # pretraining, dcign, vae
-    page = again.report.read_text()
-    assert "these values come from the report cache" in page  # metrics
-    assert "Taken from the report cache." in page  # recognition
 
 
 # -- the page --------------------------------------------------------------------------------------
@@ -223,38 +168,6 @@ def test_cli_report_of_one_model(demo, tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "bad").exists()
 
 
-def test_a_failed_training_is_one_line_with_the_trainers_error(tmp_path):
-    from dcign_eval.pipeline import _Job, train_models
-
-    run = tmp_path / "runs" / "dcign"
-    job = _Job("dcign", run, ["--data", str(tmp_path / "nowhere"), "--out", str(run), "--steps",
-                              "5"], 5)
-    with pytest.raises(DcignError) as e:
-        train_models([job], parallel=False, log=lambda line: None)
-    message = str(e.value)
-    assert "\n" not in message and "training dcign failed" in message
-    assert "no data directory" in message  # the trainer's own error line, from its log
-
-
-def test_profiles_train_the_shipped_recipes():
-    quick, full = QUICK, profile("full")
-    assert quick.recipes["dcign"] == quick.recipes["vae"]
-    assert Path(quick.recipes["dcign"]).name == "quick.toml"
-    assert {k: Path(v).name for k, v in full.recipes.items()} == {"dcign": "dcign.toml",
-                                                                   "vae": "vae.toml"}
-    # one recipe for both: the stages they share first, then one branch a model
-    first, models, runs = recipe_jobs(quick, Path("o"), Path("d"))
-    assert [j.run for j in first] == [Path("o/pretrain")]
-    assert [j.run for j in models] == [Path("o/dcign"), Path("o/vae")]
-    assert runs == {"dcign": Path("o/dcign"), "vae": Path("o/vae")}
-    assert models[0].argv[-2:] == ["--stage", "dcign"] and "--set=data=d" in models[0].argv
-    # a recipe a model: each whole, its output directory the model
-    first, models, runs = recipe_jobs(full, Path("o"), Path("d"))
-    assert first == [] and runs == {"dcign": Path("o/dcign"), "vae": Path("o/vae")}
-    assert [j.run for j in models] == [Path("o/dcign/decoder-wide"), Path("o/vae/decoder-wide")]
-    assert "--stage" not in models[0].argv
-
-
 # -- the sections' pure parts ----------------------------------------------------------------------
 
 def test_scatter_of_a_perfect_code_has_rho_one():
@@ -284,65 +197,6 @@ def test_metrics_comparison_puts_models_side_by_side():
     assert table["metric"].tolist() == ["mig", "intrinsic_invariance"]
     assert table["better"].tolist() == ["higher", "lower"]
     assert table["a"].tolist() == [0.5, 0.2] and table["seconds: b"].tolist() == [2.0, 0.25]
-
-
-def test_held_out_faces_are_seeded_and_never_training_identities():
-    from trainer.faces import TEST_IDENTITY_OFFSET
-
-    a, b = rc.held_out_faces(6, 1), rc.held_out_faces(6, 1)
-    pd.testing.assert_frame_equal(a, b)
-    assert (a["identity"] >= TEST_IDENTITY_OFFSET + rc.RECONSTRUCTION_FIRST_IDENTITY).all()
-    assert a["identity"].is_unique
-    with pytest.raises(DcignError):
-        rc.held_out_faces(0)
-
-
-def test_lineup_identifies_true_renders_and_not_strangers():
-    from dcign_eval.lineup import lineup, lineup_table, plot_lineup
-    from trainer.faces import render_faces
-
-    faces = rc.held_out_faces(5, 2)
-    n = len(faces)
-    truth = render_faces(faces["identity"], faces["azimuth"], faces["elevation"],
-                         faces["light"]).astype(np.float32) / 255
-    # "stranger": each face drawn as the next face's identity, at its own pose and light
-    stranger = render_faces(np.roll(faces["identity"], -1), faces["azimuth"], faces["elevation"],
-                            faces["light"]).astype(np.float32) / 255
-    rec = rc.Reconstructions(faces, truth, {"exact": truth.copy(), "stranger": stranger})
-    result = lineup(rec)
-    assert result.candidates.shape == (n, n, 64, 64)
-    np.testing.assert_array_equal(result.ranks("exact"), np.zeros(n))
-    assert (result.ranks("stranger") >= 1).all()
-    table = lineup_table(result).set_index("model")
-    assert table.loc["exact", "identified"] == 1.0 and table.loc["stranger", "identified"] == 0.0
-    assert table.loc["exact", "MSE to own face"] == 0.0 and table["chance"].eq(1 / n).all()
-    assert (result.nearest_other() > 0).all()
-    assert len(plot_lineup(result, faces=2, nearest=3).axes) == 2 * 2 * 4
-    twice = rc.Reconstructions(pd.concat([faces, faces[:1]]), truth, {})
-    with pytest.raises(DcignError, match="distinct identities"):
-        lineup(twice)
-
-
-def test_blind_test_hides_the_true_face_among_random_others():
-    from dcign_eval.lineup import Lineup, blind_test, plot_blind_test, score_blind_test
-
-    n, rng = 6, np.random.default_rng(0)
-    candidates = rng.random((n, n, 4, 4), dtype=np.float32)
-    result = Lineup(pd.DataFrame({"identity": np.arange(n)}), candidates, {}, {})
-    test = blind_test(result, probes=np.zeros((n, 4, 4)), rows=4, choices=3, seed=1)
-    assert len(set(test.faces)) == 4 and test.choices.shape == (4, 3, 4, 4)
-    for row, (i, answer) in enumerate(zip(test.faces, test.answers)):
-        np.testing.assert_array_equal(test.choices[row, answer - 1], candidates[i, i])
-        others = [c for c in range(3) if c != answer - 1]
-        assert not any(np.array_equal(test.choices[row, c], candidates[i, i]) for c in others)
-    assert blind_test(result, np.zeros((n, 4, 4)), 4, 3, seed=1).answers == test.answers
-    assert len(plot_blind_test(test, first=2, rows=6).axes) == 2 * 4
-    all_right = score_blind_test(test.answers, test.answers, 3)
-    assert all_right["right"] == 4 and all_right["chance"] == 4 / 3 and all_right["p"] < 0.05
-    with pytest.raises(DcignError, match="answers must be"):
-        score_blind_test(test.answers, [0, 1, 2, 3], 3)
-    with pytest.raises(DcignError, match="rows"):
-        blind_test(result, np.zeros((n, 4, 4)), rows=7)
 
 
 def test_recognition_accuracy_is_a_feature_by_classifier_table():

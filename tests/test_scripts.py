@@ -1,9 +1,12 @@
-"""The maintenance scripts under scripts/ that take user input: output and one-line errors."""
+"""The scripts under scripts/: their output, and bad input ending each with one ``error:`` line
+and exit status 2."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pandas as pd
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -34,7 +37,7 @@ def test_reconstruction_mse_table():
 def test_reconstruction_mse_bad_input():
     for args in (["no-such-model"], ["vae", "--faces", "0"]):
         r = run(*args)
-        assert r.returncode == 1
+        assert r.returncode == 2
         assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
 
 
@@ -83,7 +86,7 @@ def test_blind_lineup_makes_sheets_and_scores_answers(tmp_path):
                 ["summary", str(tmp_path / "torn")], ["summary", str(tmp_path / "none")],
                 ["summary", str(tmp_path / "key.json")]):
         r = subprocess.run(script + bad, capture_output=True, text=True, timeout=300)
-        assert r.returncode == 1 and r.stderr.startswith("error: ")
+        assert r.returncode == 2 and r.stderr.startswith("error: ")
         assert r.stderr.count("\n") == 1, r.stderr
 
 
@@ -110,13 +113,22 @@ def test_ship_model_card_names_every_stage(tmp_path, make_monovariant_data):
     finally:
         torch.set_num_threads(threads)
     # the decoder run records the run it started from: the card lists both without being told
-    text = ship.card("dcign", tmp_path / "dec", None, [], "", [])
-    assert ("- Last stage: 3 steps of batch 20 (vae mode, decoder alone, encoder frozen, cosine "
-            "learning rate)") in text
-    assert ("1. `mono`: monovariant mode (width 0.125, KL weight 1, ratio 1:1:1:10, invariance "
-            "strength 0.01, unclamped share 0.5): 2 steps, 40 images, ") in text
-    assert "2. `dec`: vae mode, decoder alone" in text
-    assert "- All stages: 2 (5 steps = 100 images), wall time" in text
+    metrics = pd.DataFrame({"model": ["dcign"] * 2, "metric": ["mig", "spearman_light"],
+                            "value": [0.25, 0.5]})
+    text = ship.card("dcign", tmp_path / "dec", metrics, limits="- it is tiny")
+    assert text.startswith("# Shipped model `dcign`\n\nA DC-IGN trained with monovariant batches")
+    assert [line for line in text.splitlines() if line.startswith("## ")] == [
+        "## How to rebuild it", "## Figures", "## Limits"]
+    assert "dcign-eval train --recipe recipes/dcign.toml --out runs/dcign" in text
+    assert "2 stages, 5 steps = 100 images, " in text
+    assert ("| `mono` | monovariant mode (width 0.125, KL weight 1, ratio 1:1:1:10, invariance "
+            "strength 0.01, unclamped share 0.5) | 2 | ") in text
+    assert ("| `dec` | vae mode, decoder alone, encoder frozen, cosine learning rate (width "
+            "0.125, decoder 0.25, KL weight 1) | 3 | ") in text
+    assert "| Spearman \\|rho\\|, light neuron vs light | 0.500 | `dcign-eval metrics` |" in text
+    assert "| MIG | 0.250 | `dcign-eval metrics` |" in text
+    assert text.rstrip().endswith("## Limits\n\n- it is tiny")
+    assert len(text.splitlines()) < 60  # one page
 
     from dcign_eval.report import load_report_models, model_card
     card = model_card(load_report_models(tmp_path / "dec")[0])
@@ -127,3 +139,20 @@ def test_ship_model_card_names_every_stage(tmp_path, make_monovariant_data):
     mono = model_card(load_report_models(tmp_path / "mono")[0])
     assert mono["learning rate"] == "0.0005"
     assert mono["unclamped share (random batches, nothing clamped)"] == "0.5"
+
+
+def test_the_other_scripts_refuse_bad_input_with_one_line(tmp_path):
+    for script, args in (("select_checkpoint.py", []),
+                         ("select_checkpoint.py", [str(tmp_path / "none")]),
+                         ("ship_model.py", [str(tmp_path / "none"), "dcign"]),
+                         ("ship_model.py", [str(tmp_path), "bogus"]),
+                         ("ship_model.py", [str(tmp_path), "vae", "--metrics",
+                                            str(tmp_path / "none.csv")]),
+                         ("build_head_asset.py", [str(tmp_path / "none.whl"), "--out",
+                                                  str(tmp_path / "head.npz")]),
+                         ("blind_lineup.py", ["read"])):
+        r = subprocess.run([sys.executable, str(SCRIPTS / script), *args], capture_output=True,
+                           text=True, timeout=300, cwd=tmp_path)
+        assert r.returncode == 2, (script, args, r.stderr)
+        assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, (script, r.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing rendered or written
