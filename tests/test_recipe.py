@@ -374,10 +374,11 @@ def test_the_lineage_in_the_report_and_the_model_card(two_stages, tmp_path):
     spec = importlib.util.spec_from_file_location("ship_model", ROOT / "scripts" / "ship_model.py")
     ship = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ship)
-    text = ship.card("dcign", two_stages / "dcign", None, [], "", [])
-    assert "- All stages: 2 (10 steps = 200 images)" in text
-    assert "1. `pretrain`: vae mode" in text and "2. `dcign`: monovariant mode" in text
-    assert "Recipe (`two.toml`):" in text and "[[stage]]" in text
+    text = ship.card("dcign", two_stages / "dcign", None)
+    assert "2 stages, 10 steps = 200 images, " in text
+    assert "| `pretrain` | vae mode (" in text and "| `dcign` | monovariant mode (" in text
+    rebuild = next(line for line in text.splitlines() if line.startswith("dcign-eval train"))
+    assert rebuild.startswith("dcign-eval train --recipe ") and "two.toml" in rebuild
 
 
 def test_runs_by_hand_with_init_from_record_their_lineage_too(data, tmp_path):

@@ -51,7 +51,7 @@ from typing import Callable
 import torch.distributed as dist
 
 from trainer import checkpoint as ckpt_io
-from trainer.errors import DcignError
+from trainer.errors import ArgumentParser, DcignError
 from trainer.model import DECODER_SHAPE, ENCODER_SHAPE
 from trainer.train import (MODES, RENAMED, TrainConfig, TrainResult, mode_of, renamed_keys,
                            setup_distributed, train)
@@ -593,9 +593,8 @@ def main(argv: list[str], prog: str = "python -m trainer") -> int:
     exit status."""
     import signal
 
-    from trainer.__main__ import _Parser
-
-    p = _Parser(prog=prog, description="Train a recipe's stages in order (trainer/recipe.py).")
+    p = ArgumentParser(prog=prog,
+                       description="Train a recipe's stages in order (trainer/recipe.py).")
     p.add_argument("--recipe", required=True, metavar="FILE", help="the recipe (TOML)")
     p.add_argument("--out", metavar="DIR", help="where the stages' run directories go")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
