@@ -4,6 +4,7 @@ and exit status 2."""
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -156,3 +157,27 @@ def test_the_other_scripts_refuse_bad_input_with_one_line(tmp_path):
         assert r.returncode == 2, (script, args, r.stderr)
         assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, (script, r.stderr)
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing rendered or written
+
+
+def test_shipped_cards_have_the_generators_shape_and_the_measured_figures():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ship_model", SCRIPTS / "ship_model.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    root = SCRIPTS.parent
+    metrics = pd.read_csv(root / "reports" / "metrics" / "metrics.csv")
+    for name in ("dcign", "vae"):
+        text = (root / "dcign_eval" / "models" / name / "MODEL_CARD.md").read_text()
+        assert text.startswith(f"# Shipped model `{name}`\n")
+        assert [line for line in text.splitlines() if line.startswith("## ")] == [
+            "## How to rebuild it", "## Figures", "## Limits"]
+        assert f"dcign-eval train --recipe recipes/{name}.toml --out runs/{name}" in text
+        values = dict(zip(*metrics[metrics.model == name][["metric", "value"]].to_numpy().T))
+        for metric, label in ship.CARD_METRICS:  # the figures are reports/metrics' own
+            assert f"| {label} | {values[metric]:.3f} | `dcign-eval metrics` |" in text
+        assert len(text.splitlines()) < 60  # one page
+        recipe = tomllib.loads((root / "recipes" / f"{name}.toml").read_text())
+        rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| `")]
+        assert [(r[0].strip("| `"), int(r[2].replace(",", ""))) for r in rows] == \
+            [(st["name"], st["steps"]) for st in recipe["stage"]]  # the recipe's stages
