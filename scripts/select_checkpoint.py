@@ -7,7 +7,7 @@ would be selecting on the test set. This script measures each candidate on a gri
 held-out identities (test-split identities 10..19; the evaluation grid uses 0..9) and names the
 one with the largest mean Spearman |rho| over azimuth, elevation and light.
 
-    python scripts/select_checkpoint.py runs/snaps/dcign-1000 runs/snaps/dcign-2000 ...
+    python scripts/select_checkpoint.py runs/dcign-1000 runs/dcign-2000 runs/dcign-3000
 """
 
 from __future__ import annotations
