@@ -6,9 +6,10 @@ import torch
 
 from trainer.errors import DcignError
 from trainer.faces.datasets import BATCH_TYPES
-from trainer.model import DCIGN, DCIGN_LATENTS, ModelConfig
+from trainer.model import DCIGN, DCIGN_LATENTS, ModelConfig, neg_elbo, permute_latents
 from trainer.monovariant import (ActiveSpread, MonovariantClamp, batch_type_probabilities,
-                                 clamp_invariance, inactive_mask, sample_monovariant_batch)
+                                 clamp_invariance, inactive_mask, named_latent_order,
+                                 pick_named_latents, sample_monovariant_batch)
 
 X = [[1.0, 2.0, 3.0],
      [3.0, 6.0, 1.0]]          # batch mean [2, 4, 2]
@@ -142,3 +143,45 @@ def test_batch_type_sampler_follows_the_ratio():
     assert all(len(set(rows.tolist()) & set(batches[b].ravel())) == 20 for b, rows in draws[:50])
     with pytest.raises(DcignError):
         batch_type_probabilities((1, 1, 1))
+
+
+def test_named_latents_are_picked_by_their_own_batch_type():
+    # 6 latents; spread of each on batches of each type
+    spreads = {"AZ_VARIED":    [0.1, 0.2, 5.0, 0.1, 9.0, 0.1],
+               "EL_VARIED":    [0.1, 0.2, 0.3, 0.6, 9.0, 0.1],
+               "LIGHT_VARIED": [0.1, 0.2, 0.3, 0.1, 9.0, 4.0],
+               "SHAPE_VARIED": [2.0, 0.2, 0.3, 0.1, 9.0, 0.1]}
+    picked = pick_named_latents(spreads, DCIGN_LATENTS)
+    # latent 4 varies most on azimuth batches, but as much on every other: not azimuth's
+    assert picked == {"azimuth": 2, "elevation": 3, "light": 5}
+    order = named_latent_order(picked, DCIGN_LATENTS, 6)
+    assert sorted(order) == list(range(6)) and list(order[:3]) == [2, 3, 5]
+    # each latent named once: the second-best is taken when the best is gone
+    spreads["EL_VARIED"] = [0.1, 0.2, 0.6, 0.4, 9.0, 0.1]
+    assert pick_named_latents(spreads, DCIGN_LATENTS)["elevation"] == 3
+    with pytest.raises(DcignError, match="SHAPE_VARIED is missing"):
+        pick_named_latents({k: v for k, v in spreads.items() if k != "SHAPE_VARIED"},
+                           DCIGN_LATENTS)
+
+
+@pytest.mark.parametrize("hidden", [0, 24])
+def test_permuting_latents_keeps_the_function(hidden):
+    torch.manual_seed(0)
+    cfg = ModelConfig(image_size=64, latent_dim=8, width=0.125, decoder_hidden=hidden)
+    a, b = DCIGN(cfg), DCIGN(cfg)
+    b.load_state_dict(a.state_dict())
+    order = torch.tensor([5, 2, 7, 0, 1, 3, 4, 6])
+    permute_latents(b, order)
+    x = torch.rand(3, 1, 64, 64)
+    eps = torch.randn(3, 8)
+    with torch.no_grad():
+        (mu_a, lv_a), (mu_b, lv_b) = a.encode(x), b.encode(x)
+        torch.testing.assert_close(mu_b, mu_a[:, order])
+        torch.testing.assert_close(lv_b, lv_a[:, order])
+        logits_a = a(x, eps)[0]
+        logits_b = b(x, eps[:, order])[0]  # the same noise on each renumbered latent
+        torch.testing.assert_close(logits_b, logits_a, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(neg_elbo(logits_b, x, mu_b, lv_b)[0],
+                                   neg_elbo(logits_a, x, mu_a, lv_a)[0])
+    with pytest.raises(DcignError, match="permutation"):
+        permute_latents(b, torch.tensor([0, 0, 1, 2, 3, 4, 5, 6]))
