@@ -1051,6 +1051,7 @@ def _build_sections(models: list[ReportModel], root: Path, seed: int, settings: 
     """Run every section into ``root``; returns the template's context (without provenance)."""
     from dcign_eval import traverse as tv
     from dcign_eval.metrics.paper import best_single_latent
+    from dcign_eval.headline import headline, paper_result
     from dcign_eval.metrics.suite import evaluation_world, measure_models
     from dcign_eval.recognition import encode_cached
 
@@ -1186,6 +1187,7 @@ def _build_sections(models: list[ReportModel], root: Path, seed: int, settings: 
         else:
             df = cached
         comparison = metrics_comparison(df)
+        ctx["headline"] = headline(paper_result(df, labels["dcign"], labels.get("baseline")))
         ctx["metrics"] = {"table": html_table(comparison.drop(columns="metric"),
                                               digits={c: 2 for c in comparison.columns
                                                       if c.startswith("seconds")}),
