@@ -304,7 +304,8 @@ def permute_latents(model: DCIGN, order: torch.Tensor) -> None:
     for head in (model.mu, model.logvar):
         head.weight.copy_(head.weight[order])
         head.bias.copy_(head.bias[order])
-    first = model.decoder_hidden[0] if model.config.decoder_hidden else model.decoder_in
+    hidden = getattr(model.config, "decoder_hidden", 0)
+    first = model.decoder_hidden[0] if hidden else model.decoder_in
     first.weight.copy_(first.weight[:, order])
 
 
