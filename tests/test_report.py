@@ -174,6 +174,22 @@ def test_headline_says_what_the_metrics_say_of_a_failing_tiny_model(demo):
     assert f"azimuth {rho.iloc[0]:.2f} (baseline " in headline
 
 
+def test_card_names_the_pretrained_latents_behind_the_named_ones(demo, tmp_path):
+    from dcign_eval import load_model
+    from trainer.train import TrainConfig, train
+
+    pretrain = demo["result"].runs["vae"].parent / "vae-pretrain"
+    train(TrainConfig(data=str(demo["result"].data), out=str(tmp_path / "named"), steps=1,
+                      width=0.125, latent_dim=12, lr=1e-12, val_every=0, quiet=True,
+                      init_from=str(pretrain), named_latents="order"))
+    card = rp.model_card(rp.ReportModel("dcign", "named", str(tmp_path / "named"),
+                                        load_model(tmp_path / "named")))
+    assert card["latent layout"] == "azimuth = z0, elevation = z1, light = z2; intrinsic = z3..z11"
+    assert re.fullmatch(r"azimuth = its z\d+, elevation = its z\d+, light = its z\d+ \(by order; "
+                        r"renumbered, the same function\)",
+                        card["named latents from the pretraining"])
+
+
 def test_strings_from_configs_and_paths_are_escaped(demo, tmp_path):
     # A run directory whose name is markup: the page must show it, not run it.
     evil = tmp_path / "<img src=x onerror=alert(1)> & \"q\""
