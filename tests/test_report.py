@@ -179,9 +179,10 @@ def test_card_names_the_pretrained_latents_behind_the_named_ones(demo, tmp_path)
     from trainer.train import TrainConfig, train
 
     pretrain = demo["result"].runs["vae"].parent / "vae-pretrain"
+    options = {**PROFILE.dcign, "named_latents": "order", "lr": 1e-12}
     train(TrainConfig(data=str(demo["result"].data), out=str(tmp_path / "named"), steps=1,
-                      width=0.125, latent_dim=12, lr=1e-12, val_every=0, quiet=True,
-                      init_from=str(pretrain), named_latents="order"))
+                      width=PROFILE.width, val_every=0, quiet=True, init_from=str(pretrain),
+                      **options))
     card = rp.model_card(rp.ReportModel("dcign", "named", str(tmp_path / "named"),
                                         load_model(tmp_path / "named")))
     assert card["latent layout"] == "azimuth = z0, elevation = z1, light = z2; intrinsic = z3..z11"
