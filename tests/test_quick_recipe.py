@@ -1,6 +1,6 @@
 """recipes/quick.toml: what `make demo` trains. Until recipes run by themselves, the demo's quick
-profile must train exactly what the recipe says; and the tiny scale of the same shape runs end to
-end in tests/test_report.py."""
+profile must train exactly what the recipe says; the tiny profile, the same at a tiny scale, runs
+end to end in tests/test_report.py."""
 
 from pathlib import Path
 
