@@ -49,3 +49,12 @@ def test_the_quick_profile_trains_the_quick_recipe():
                        "invariance_strength", "ratio", "lr"):
             if option in by_name[key] or option in extra:
                 assert extra.get(option) == by_name[key].get(option), (role, option)
+
+
+def test_the_tiny_profile_is_the_quick_one_scaled_down():
+    from dcign_eval.pipeline import TINY
+
+    assert TINY.pretrain_steps > 0 and TINY.vae_steps == TINY.pretrain_steps + TINY.dcign_steps
+    for role in ("dcign", "vae"):
+        quick, tiny = getattr(QUICK, role), getattr(TINY, role)
+        assert {k: tiny[k] for k in quick} == quick, role
