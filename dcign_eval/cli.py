@@ -218,7 +218,9 @@ def diagnose_cmd(
     changes (precision); the |rho| it would reach with every cell's offset removed; how much its
     gain (slope on its factor) varies from cell to cell (gain_cv, 0 = alike); the share of its
     variance that identity and the other angles explain (eta^2, 0 = invariant); and the spread of
-    its means against the encoder's own noise (posterior sd). Writes diagnostics.csv.
+    its means against the encoder's own noise (posterior sd); and whether it orders its factor at
+    all or only says how far it is from some value (a U-shaped neuron: R^2 of a monotone fit on
+    the factor against one on |factor - fold_at|). Writes diagnostics.csv.
 
     Per model, the code budget: KL(q(z|x) || N(0, I)) in nats per image, the information the code
     carries, split into each named neuron and the intrinsic block (an entangled model: its whole
@@ -228,7 +230,8 @@ def diagnose_cmd(
     import pandas as pd
 
     from dcign_eval.console import progress_bar
-    from dcign_eval.metrics.factor_fit import GRID_FACTORS, code_budget, neuron_diagnostics
+    from dcign_eval.metrics.factor_fit import (GRID_FACTORS, code_budget, describe_shape,
+                                               neuron_diagnostics)
     from dcign_eval.metrics.suite import evaluation_worlds, grid_codes
     from dcign_eval.protocol import load_models
     from trainer.io import atomic_write_text
@@ -237,7 +240,7 @@ def diagnose_cmd(
     check_writable_dir(grid_dir, "--grid-dir")
     models = load_models(model)
     worlds = evaluation_worlds(models, grid_dir, identities, progress=progress_bar)
-    rows, budget = [], []
+    rows, budget, notes = [], [], []
     for m in models:
         world = worlds[m.image_size]
         if m.has_posterior:
@@ -249,16 +252,22 @@ def diagnose_cmd(
                 continue  # a name of the model's own, not a face-world angle
             rows.append({"model": m.name, "neuron": factor, **neuron_diagnostics(
                 mu[:, k], None if sd is None else sd[:, k], world.dataset.factors, factor)})
+            note = describe_shape(factor, rows[-1])
+            if note:
+                notes.append(f"{m.name}: {note}")
         if sd is not None:
             budget += [{"model": m.name, **r} for r in code_budget(mu, sd, m.latent_names)]
     written = []
     if rows:
         table = pd.DataFrame(rows)
         table = table[["model", "neuron", "spearman", "within_cell", "offset_free", "gain_cv",
-                       *[f"eta2_{c}" for c in GRID_FACTORS], "code_sd", "posterior_sd"]]
+                       *[f"eta2_{c}" for c in GRID_FACTORS], "monotone_r2", "folded_r2",
+                       "fold_at", "u_shaped", "code_sd", "posterior_sd"]]
         written.append(out / "diagnostics.csv")
         atomic_write_text(written[-1], table.to_csv(index=False))
         typer.echo(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))
+        for note in notes:
+            typer.echo(note)
         typer.echo("")
     if budget:
         budget = pd.DataFrame(budget)

@@ -7,7 +7,7 @@ Every profile trains recipes (``recipes/``, :mod:`trainer.recipe`); :data:`PROFI
 * ``quick`` -- at most about 15 minutes on a 2-core CPU: ``recipes/quick.toml`` (300
   monovariant batches per type at 64x64; a short VAE pretraining, then the DC-IGN and the VAE
   baseline at width 0.25 both from it, side by side, one process and one core each), then the
-  report's quick preset.
+  report's quick preset (what was measured to choose the recipe: docs/experiments.md).
 * ``full`` -- the shipped models rebuilt: ``recipes/dcign.toml`` and ``recipes/vae.toml`` side by
   side (hours on a CPU), then the report's full preset.
 * ``tiny`` -- seconds: the quick recipe at a tiny scale, the plumbing check the tests run.

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from dcign_eval.metrics.factor_fit import GRID_FACTORS, neuron_diagnostics
+from dcign_eval.metrics.factor_fit import (GRID_FACTORS, describe_shape, fold_fit,
+                                           neuron_diagnostics)
 from dcign_eval.metrics.paper import PAPER_KEYS, best_single_latent, paper_measurements
 from trainer.errors import DcignError
 
@@ -123,6 +124,39 @@ def test_neuron_diagnostics_separates_precision_from_invariance():
     # a neuron that ignores its factor
     blind = neuron_diagnostics(f.azimuth.to_numpy() + 0.0, sd, f, "elevation")
     assert blind["within_cell"] == 0 and blind["spearman"] == 0 and blind["eta2_azimuth"] == 1
+
+
+def test_fold_fit_flags_a_neuron_that_encodes_how_far_not_which_way():
+    azimuth = np.repeat(np.arange(-90.0, 91.0, 15.0), 5)
+    noise = np.random.default_rng(0).normal(0, 0.1, len(azimuth))
+    # a quick demo's azimuth neuron: its mean at -90, -75, ..., 90 degrees, lowest at -15
+    means = [2.15, 2.07, 1.96, 1.52, 0.84, 0.17, 0.20, 0.61, 1.41, 2.19, 2.66, 2.86, 2.88]
+    u = np.repeat(means, 5) + noise
+    fit = fold_fit(u, azimuth)
+    assert fit["u_shaped"] and fit["fold_at"] == -15
+    assert fit["folded_r2"] > 0.9 > 0.7 > fit["monotone_r2"]
+    assert "U-shaped" in describe_shape("azimuth", fit) and "-15" in describe_shape("azimuth", fit)
+    # monotone neurons, straight or saturating, are not U-shaped, whatever their sign
+    for mono in (azimuth / 40 + noise, -np.tanh(azimuth / 30) + noise):
+        fit = fold_fit(mono, azimuth)
+        assert not fit["u_shaped"] and fit["monotone_r2"] > fit["folded_r2"]
+        assert describe_shape("azimuth", fit) is None
+    # a neuron that ignores its factor is neither
+    assert not fold_fit(noise, azimuth)["u_shaped"]
+    assert fold_fit(np.ones_like(azimuth), azimuth) == {
+        "monotone_r2": 0.0, "folded_r2": 0.0, "fold_at": pytest.approx(np.nan, nan_ok=True),
+        "u_shaped": False}
+
+
+def test_neuron_diagnostics_sees_a_u_under_a_nuisance_shift():
+    f = _grid_frame()
+    sd = np.full(len(f), 0.5)
+    # U-shaped in azimuth, shifted by light twice as far as azimuth moves it
+    shifted_u = np.abs(f.azimuth) / 60 + 2 * f.light / 40
+    d = neuron_diagnostics(shifted_u.to_numpy(), sd, f, "azimuth")
+    assert d["u_shaped"] and d["fold_at"] == 0 and d["folded_r2"] == pytest.approx(1)
+    d = neuron_diagnostics((f.azimuth / 60 + 2 * f.light / 40).to_numpy(), sd, f, "azimuth")
+    assert not d["u_shaped"] and d["monotone_r2"] == pytest.approx(1)
 
 
 def test_neuron_diagnostics_rejects_bad_input():

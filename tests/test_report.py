@@ -116,6 +116,29 @@ def test_page_has_every_section_and_provenance(demo):
     assert scatter[scatter["model"] == "dcign"]["latent"].tolist() == [0, 1, 2]
 
 
+def test_headline_says_what_the_metrics_say_of_a_failing_tiny_model(demo):
+    folder = demo["result"].report.parent
+    page = (folder / "index.html").read_text()
+    headline = re.search(r'<p class="headline"><strong>(.*?)</strong></p>', page, re.S).group(1)
+    # a DC-IGN trained for 8 steps orders nothing: the first sentence must say so, with its figures
+    assert headline.startswith("On held-out faces the DC-IGN does not yet show the paper&#39;s "
+                               "result") and "below 0.9" in headline
+    metrics = pd.read_csv(folder / "tables" / "metrics.csv")
+    rho = metrics[(metrics.model == "dcign") & (metrics.metric == "spearman_azimuth")].value
+    assert f"azimuth {rho.iloc[0]:.2f} (baseline " in headline
+
+
+def test_card_names_the_pretrained_latents_behind_the_named_ones(demo):
+    from dcign_eval import load_model
+
+    # the tiny profile trains the quick recipe: its DC-IGN takes named latents "by order"
+    card = rp.model_card(load_model(demo["result"].runs["dcign"]))
+    assert card["latent layout"] == "azimuth = z0, elevation = z1, light = z2; intrinsic = z3..z11"
+    assert re.fullmatch(r"azimuth = its z\d+, elevation = its z\d+, light = its z\d+ \(by order; "
+                        r"renumbered, the same function\)",
+                        card["named latents from the pretraining"])
+
+
 def test_strings_from_configs_and_paths_are_escaped(demo, tmp_path):
     # A run directory whose name is markup: the page must show it, not run it.
     evil = tmp_path / "<img src=x onerror=alert(1)> & \"q\""

@@ -8,10 +8,11 @@ import torch
 
 from trainer.errors import DcignError
 from trainer.faces.datasets import BATCH_TYPES
-from trainer.model import DCIGN, DCIGN_LATENTS, ModelConfig
+from trainer.model import DCIGN, DCIGN_LATENTS, ModelConfig, neg_elbo, permute_latents
 from trainer.monovariant import (ActiveSpread, GroupedClamp, MonovariantClamp,
                                  batch_type_probabilities, clamp_invariance, inactive_mask,
-                                 sample_monovariant_batch)
+                                 named_latent_order, order_scores, pick_named_latents,
+                                 sample_monovariant_batch, spread_scores)
 
 X = [[1.0, 2.0, 3.0],
      [3.0, 6.0, 1.0]]          # batch mean [2, 4, 2]
@@ -192,3 +193,59 @@ def test_grouped_clamp_needs_whole_groups():
     clamp = GroupedClamp([None, None], 20)
     with pytest.raises(DcignError):
         clamp(torch.zeros(30, 4), torch.zeros(30, 4))
+
+
+def test_named_latents_are_picked_by_their_own_batch_type():
+    # 6 latents; spread of each on batches of each type
+    spreads = {"AZ_VARIED":    [0.1, 0.2, 5.0, 0.1, 9.0, 0.1],
+               "EL_VARIED":    [0.1, 0.2, 0.3, 0.6, 9.0, 0.1],
+               "LIGHT_VARIED": [0.1, 0.2, 0.3, 0.1, 9.0, 4.0],
+               "SHAPE_VARIED": [2.0, 0.2, 0.3, 0.1, 9.0, 0.1]}
+    picked = pick_named_latents(spread_scores(spreads, DCIGN_LATENTS), DCIGN_LATENTS)
+    # latent 4 varies most on azimuth batches, but as much on every other: not azimuth's
+    assert picked == {"azimuth": 2, "elevation": 3, "light": 5}
+    order = named_latent_order(picked, DCIGN_LATENTS, 6)
+    assert sorted(order) == list(range(6)) and list(order[:3]) == [2, 3, 5]
+    # each latent named once: the second-best is taken when the best is gone
+    spreads["EL_VARIED"] = [0.1, 0.2, 0.6, 0.4, 9.0, 0.1]
+    assert pick_named_latents(spread_scores(spreads, DCIGN_LATENTS),
+                              DCIGN_LATENTS)["elevation"] == 3
+    with pytest.raises(DcignError, match="SHAPE_VARIED is missing"):
+        spread_scores({k: v for k, v in spreads.items() if k != "SHAPE_VARIED"}, DCIGN_LATENTS)
+    with pytest.raises(DcignError, match="'light' has none"):
+        pick_named_latents({"azimuth": [1.0], "elevation": [2.0]}, DCIGN_LATENTS)
+
+
+def test_order_scores_prefer_which_way_to_how_far():
+    azimuth = np.linspace(-90, 90, 40)
+    codes = np.stack([np.abs(azimuth) / 30,         # how far: varies most, no sign
+                      -(azimuth / 90) ** 3,         # which way, reversed and bent
+                      np.zeros_like(azimuth)], 1)   # dead
+    scores = order_scores({"azimuth": codes}, {"azimuth": azimuth})["azimuth"]
+    assert scores[1] == pytest.approx(1) and scores[0] < 0.1 and scores[2] == 0
+    spreads = {b: np.ones(3) for b in BATCH_TYPES}
+    spreads["AZ_VARIED"] = codes.var(0)
+    # the batch types alone take the latent that varies most: the one without the sign
+    assert np.argmax(spread_scores(spreads, {"azimuth": 0})["azimuth"]) == 0
+
+
+def test_permuting_latents_keeps_the_function():
+    torch.manual_seed(0)
+    cfg = ModelConfig(image_size=64, latent_dim=8, width=0.125)
+    a, b = DCIGN(cfg), DCIGN(cfg)
+    b.load_state_dict(a.state_dict())
+    order = torch.tensor([5, 2, 7, 0, 1, 3, 4, 6])
+    permute_latents(b, order)
+    x = torch.rand(3, 1, 64, 64)
+    eps = torch.randn(3, 8)
+    with torch.no_grad():
+        (mu_a, lv_a), (mu_b, lv_b) = a.encode(x), b.encode(x)
+        torch.testing.assert_close(mu_b, mu_a[:, order])
+        torch.testing.assert_close(lv_b, lv_a[:, order])
+        logits_a = a(x, eps)[0]
+        logits_b = b(x, eps[:, order])[0]  # the same noise on each renumbered latent
+        torch.testing.assert_close(logits_b, logits_a, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(neg_elbo(logits_b, x, mu_b, lv_b)[0],
+                                   neg_elbo(logits_a, x, mu_a, lv_a)[0])
+    with pytest.raises(DcignError, match="permutation"):
+        permute_latents(b, torch.tensor([0, 0, 1, 2, 3, 4, 5, 6]))

@@ -178,6 +178,36 @@ def test_init_from_a_baseline(data, tmp_path):
     assert "code_channels" in one_line_error(e)
 
 
+@pytest.mark.parametrize("how", ["spread", "order"])
+def test_named_latents_from_the_pretrained_code(data, tmp_path, how):
+    base = train(tiny(data, tmp_path / "vae", mode="vae", steps=2))
+    mono = train(tiny(data, tmp_path / "mono", steps=1, lr=1e-12, named_latents=how,
+                      init_from=str(tmp_path / "vae")))
+    picked = load_checkpoint(tmp_path / "mono").config["latent_layout"]["pretrained_latents"]
+    assert list(picked) == ["azimuth", "elevation", "light"] and len(set(picked.values())) == 3
+    # the named latents are the picked ones of the pretraining, renumbered, nothing else changed
+    for name, slot in mono.model.config.latent_names.items():
+        torch.testing.assert_close(mono.model.mu.weight[slot], base.model.mu.weight[picked[name]],
+                                   rtol=0, atol=1e-9)
+        torch.testing.assert_close(mono.model.decoder_in.weight[:, slot],
+                                   base.model.decoder_in.weight[:, picked[name]], rtol=0, atol=1e-9)
+    torch.testing.assert_close(mono.model.encoder[0].weight, base.model.encoder[0].weight,
+                               rtol=0, atol=1e-9)
+    # resumed, it keeps the record and does not renumber again
+    again = train(tiny(data, tmp_path / "mono", steps=2, lr=1e-12, named_latents=how,
+                       init_from=str(tmp_path / "vae"), resume=True))
+    assert load_checkpoint(tmp_path / "mono").config["latent_layout"]["pretrained_latents"] \
+        == picked
+    torch.testing.assert_close(again.model.mu.weight, mono.model.mu.weight, rtol=0, atol=1e-6)
+    with pytest.raises(DcignError) as e:
+        train(tiny(data, tmp_path / "m2", named_latents=how))
+    assert "--init-from" in one_line_error(e)
+    with pytest.raises(CheckpointError) as e:
+        train(tiny(data, tmp_path / "m3", steps=1, named_latents=how,
+                   init_from=str(tmp_path / "mono")))
+    assert "already names" in one_line_error(e)
+
+
 def test_freeze_encoder_trains_the_decoder_alone(data, tmp_path):
     mono = train(tiny(data, tmp_path / "mono", steps=2))
     dec = train(tiny(data, tmp_path / "dec", mode="vae", steps=3, lr=1e-2, freeze_encoder=True,

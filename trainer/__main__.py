@@ -32,9 +32,10 @@ PROG = "python -m trainer"
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     from trainer.train import (CLAMP_REFERENCES, INVARIANCE_SCALES, LR_SCHEDULES, MODES,
-                               TrainConfig)
+                               NAMED_LATENTS, TrainConfig)
     choices = {"mode": MODES, "clamp_reference": CLAMP_REFERENCES,
-               "invariance_scale": INVARIANCE_SCALES, "lr_schedule": LR_SCHEDULES}
+               "invariance_scale": INVARIANCE_SCALES, "lr_schedule": LR_SCHEDULES,
+               "named_latents": NAMED_LATENTS}
     p = ArgumentParser(prog=prog, description="Train a DC-IGN (monovariant) or the entangled "
                        "VAE baseline. Values: defaults < the run's saved config (--resume) < "
                        "--config file < flags.",

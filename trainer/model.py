@@ -258,6 +258,23 @@ def widen_decoder(old: DCIGN, new: DCIGN, generator: torch.Generator,
         incoming_from, share = out_from, u / totals[out_from]
 
 
+@torch.no_grad()
+def permute_latents(model: DCIGN, order: torch.Tensor) -> None:
+    """Renumber the code in place: new latent k is old latent ``order[k]``.
+
+    The rows of the mu and log-variance layers and the columns of the decoder's first layer move
+    together, and the prior N(0, I) is the same for every latent, so the network computes the same
+    function and the same ELBO with its latents renumbered.
+    """
+    order = torch.as_tensor(order, dtype=torch.long)
+    if sorted(order.tolist()) != list(range(model.config.latent_dim)):
+        raise DcignError(f"permute_latents needs a permutation of 0..{model.config.latent_dim - 1}")
+    for head in (model.mu, model.logvar):
+        head.weight.copy_(head.weight[order])
+        head.bias.copy_(head.bias[order])
+    model.decoder_in.weight.copy_(model.decoder_in.weight[:, order])
+
+
 def neg_elbo(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-image (neg_elbo, bce, kl), each of shape (N,).

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.stats import rankdata
 
 from trainer.errors import DcignError
 from trainer.faces.datasets import BATCH_TYPES
@@ -229,6 +230,101 @@ class GroupedClamp:
             mus.append(m)
             logvars.append(v)
         return torch.cat(mus), torch.cat(logvars)
+
+
+def pick_named_latents(scores: dict[str, np.ndarray], names: dict[str, int]) -> dict[str, int]:
+    """Which latent of an entangled (VAE) code to name after each factor.
+
+    Each named latent gets the latent with the largest score for its factor, taken in the order
+    of ``names``, each latent once. Monovariant training from a pretrained VAE then grows what
+    that latent already holds, instead of whatever the pretraining left in latent 0 (in the
+    quick demo: how far the head is turned, not to which side, which the clamp cannot turn into
+    the sign). Scores: :func:`spread_scores` (batch types only, the paper's cue) or
+    :func:`order_scores` (the factor values).
+
+    Args:
+        scores: factor name -> (D,) score of each latent (higher: a better choice).
+        names: factor name -> the slot it is to have (``{"azimuth": 0, ...}``).
+
+    Returns:
+        factor name -> index of the chosen latent in the entangled code.
+    """
+    missing = [n for n in names if n not in scores]
+    if missing:
+        raise DcignError(f"picking named latents needs a score for every named latent; "
+                         f"{missing[0]!r} has none")
+    taken, picked = [], {}
+    for name in names:
+        score = np.array(scores[name], dtype=np.float64)
+        score[taken] = -np.inf
+        picked[name] = int(np.argmax(score))
+        taken.append(picked[name])
+    return picked
+
+
+def _batch_type_of(name: str) -> str:
+    for btype, group in ACTIVE_GROUP.items():
+        if group == name and group != "intrinsic":
+            return btype
+    raise DcignError(f"no batch type varies {name!r}; named latents are "
+                     f"{sorted(g for g in ACTIVE_GROUP.values() if g != 'intrinsic')}")
+
+
+def spread_scores(spreads: dict[str, np.ndarray], names: dict[str, int]) -> dict[str, np.ndarray]:
+    """Scores for :func:`pick_named_latents` from batch types alone (the paper's cue: its
+    baseline's "azimuth latent" is the one with the largest variance on an azimuth-varied batch):
+    a latent's within-batch spread on its factor's batch type over its largest spread on any
+    other type, so that a latent that moves with everything is not taken for azimuth.
+
+    Args:
+        spreads: batch type -> (D,) mean within-batch variance of each latent's mean on batches
+            of that type (all of :data:`BATCH_TYPES`).
+        names: the named latents (factor name -> slot).
+    """
+    missing = [b for b in BATCH_TYPES if b not in spreads]
+    if missing:
+        raise DcignError(f"picking named latents needs spreads on every batch type; {missing[0]} "
+                         f"is missing")
+    spreads = {b: np.asarray(v, dtype=np.float64) for b, v in spreads.items()}
+    out = {}
+    for name in names:
+        own = _batch_type_of(name)
+        other = np.max([v for b, v in spreads.items() if b != own], axis=0)
+        out[name] = spreads[own] / np.maximum(other, 1e-12)
+    return out
+
+
+def order_scores(codes: dict[str, np.ndarray],
+                 values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Scores for :func:`pick_named_latents` from the factor values: how well each latent orders
+    the factor (Spearman |rho|) over batches where only that factor varies. A latent that says
+    how far a head is turned but not to which side scores low, however much it varies.
+
+    Args:
+        codes: factor name -> (N, D) encoder means of faces from batches of its type.
+        values: factor name -> (N,) the factor's values for those faces.
+    """
+    out = {}
+    for name, mu in codes.items():
+        mu = np.asarray(mu, dtype=np.float64)
+        ranks = np.apply_along_axis(rankdata, 0, mu)
+        ranked = rankdata(np.asarray(values[name], dtype=np.float64))
+        rc, rf = ranks - ranks.mean(0), ranked - ranked.mean()
+        denom = np.sqrt((rc ** 2).sum(0) * (rf ** 2).sum())
+        rho = np.divide(rc.T @ rf, denom, out=np.zeros(mu.shape[1]), where=denom > 0)
+        out[name] = np.abs(rho)
+    return out
+
+
+def named_latent_order(picked: dict[str, int], names: dict[str, int],
+                       latent_dim: int) -> np.ndarray:
+    """The permutation that puts each picked latent in its named slot (the others swapped out of
+    the way): new latent k is old latent ``order[k]``."""
+    order = list(range(latent_dim))
+    for name, slot in names.items():
+        i = order.index(picked[name])
+        order[slot], order[i] = order[i], order[slot]
+    return np.asarray(order)
 
 
 def batch_type_probabilities(ratio) -> np.ndarray:

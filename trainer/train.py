@@ -50,13 +50,16 @@ from trainer.errors import CheckpointError, DatasetError, DcignError
 from trainer.faces.datasets import BATCH_TYPES, FaceDataset, load_dataset
 from trainer.io import DirectoryLock, check_writable_dir
 from trainer.model import (DCIGN, DCIGN_LATENTS, DECODER_SHAPE, ENCODER_SHAPE, ModelConfig,
-                           neg_elbo, widen_decoder)
-from trainer.monovariant import (CLAMP_REFERENCES, DEFAULT_RATIO, INVARIANCE_SCALES,
+                           neg_elbo, permute_latents, widen_decoder)
+from trainer.monovariant import (ACTIVE_GROUP, CLAMP_REFERENCES, DEFAULT_RATIO, INVARIANCE_SCALES,
                                  ActiveSpread, GroupedClamp, MonovariantClamp,
-                                 batch_type_probabilities,
-                                 inactive_mask, sample_monovariant_batch)
+                                 batch_type_probabilities, inactive_mask, named_latent_order,
+                                 order_scores, pick_named_latents, sample_monovariant_batch,
+                                 spread_scores)
 
 MODES = ("monovariant", "vae")
+NAMED_LATENTS = ("first", "spread", "order")
+SPREAD_BATCHES = 50  # monovariant batches per type that pick the named latents (the first ones)
 LR_SCHEDULES = ("constant", "cosine")
 SPREAD_KEY = "invariance_spread"  # in rng.pt: the ActiveSpread of a relative-invariance run
 
@@ -126,6 +129,14 @@ class TrainConfig:
     val_batches: int = _knob(20, "test batches per validation")
     init_from: str = _knob("", "run directory whose weights start this run (pretrain, then "
                                 "monovariant)")
+    named_latents: str = _knob("first", "monovariant from an --init-from VAE: which of its "
+                                        "latents become azimuth, elevation and light. 'first': "
+                                        "latents 0, 1, 2, whatever the pretraining put there; "
+                                        "'spread': each the latent that varies most on its own "
+                                        "batch type against the others; 'order': each the "
+                                        "latent that best orders its factor on its batch type "
+                                        "(Spearman, the data's factor values). The code is "
+                                        "renumbered: the same function", MONOVARIANT)
     freeze_encoder: bool = _knob(False, "train the decoder alone: the encoder, and so what every "
                                         "latent measures, stays as --init-from left it (its "
                                         "latent names are kept, whatever the mode)")
@@ -219,6 +230,13 @@ class TrainConfig:
             bad("freeze_encoder needs a trained encoder: give --init-from RUN (or --resume)")
         if self.widen_decoder and not (self.init_from or self.resume):
             bad("widen_decoder needs a run to widen: give --init-from RUN")
+        if self.named_latents not in NAMED_LATENTS:
+            bad(f"named_latents must be one of {NAMED_LATENTS}, got {self.named_latents!r}")
+        if self.named_latents != "first" and (self.mode != "monovariant" or not self.init_from
+                                              or self.freeze_encoder):
+            bad(f"named_latents {self.named_latents!r} picks the named latents of a monovariant "
+                f"run from the entangled code of its --init-from run (and not with "
+                f"--freeze-encoder)")
         batch_type_probabilities(self.ratio)
 
 
@@ -355,6 +373,35 @@ def evaluate(model: DCIGN, test: FaceDataset, rows_list: list, device: torch.dev
         totals += torch.stack([p.sum() for p in parts]).double().cpu()
         n += len(rows)
     return dict(zip(("neg_elbo", "bce", "kl"), (totals / n).tolist()))
+
+
+@torch.no_grad()
+def name_from_pretraining(model: DCIGN, train: FaceDataset, device: torch.device,
+                          how: str) -> dict[str, int]:
+    """Renumber an entangled model's code so that each named latent is the pretrained latent
+    :func:`trainer.monovariant.pick_named_latents` chooses (``how``: "spread" or "order"),
+    measured on the first :data:`SPREAD_BATCHES` training batches of each type; returns where
+    each came from."""
+    names = model.config.latent_names
+    codes, values = {}, {}
+    for btype, batches in train.batches().items():
+        batches = batches[:SPREAD_BATCHES]  # (n, batch_size) rows
+        rows = batches.reshape(-1)
+        mu = torch.cat([model.encode(to_batch(train.images, part, device))[0]
+                        for part in np.array_split(rows, max(1, len(rows) // 500))])
+        codes[btype] = mu.view(*batches.shape, -1).cpu().numpy()
+        values[btype] = train.factors.iloc[rows]
+    if how == "spread":
+        scores = spread_scores({b: c.var(1).mean(0) for b, c in codes.items()}, names)
+    else:
+        by_name = {ACTIVE_GROUP[b]: b for b in codes}
+        scores = order_scores({n: codes[by_name[n]].reshape(-1, codes[by_name[n]].shape[-1])
+                               for n in names},
+                              {n: values[by_name[n]][n].to_numpy() for n in names})
+    picked = pick_named_latents(scores, names)
+    permute_latents(model, torch.from_numpy(named_latent_order(picked, names,
+                                                               model.config.latent_dim)))
+    return picked
 
 
 def forward_backward(fwd, x: torch.Tensor, eps: torch.Tensor, clamp, kl_weight: float,
@@ -550,6 +597,14 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: in
         for part in model.encoder_modules():
             part.requires_grad_(False)
     model.to(device, memory_format=torch.channels_last)  # faster on CPU (oneDNN) and GPU alike
+    pretrained_latents = (resumed.config.get("latent_layout", {}).get("pretrained_latents")
+                          if resumed is not None else None)
+    if resumed is None and cfg.named_latents != "first":
+        if start_from.model_config.latent_names:
+            raise CheckpointError(f"{cfg.init_from} already names its latents "
+                                  f"{start_from.model_config.latent_names}; named_latents "
+                                  f"{cfg.named_latents!r} picks them from an entangled (vae) run")
+        pretrained_latents = name_from_pretraining(model, train_set, device, cfg.named_latents)
 
     trained = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trained, lr=cfg.lr, betas=tuple(cfg.betas),
@@ -589,9 +644,12 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: in
                   for b in BATCH_TYPES}
     val_rows = validation_rows(test_set, cfg.val_batches) if cfg.val_every else []
 
+    layout = ckpt_io.latent_layout(model_cfg)
+    if pretrained_latents:  # where each named latent was in the entangled pretraining
+        layout["pretrained_latents"] = pretrained_latents
     run_config = {"model": model_cfg.to_dict(),
                   "train": {k: v for k, v in cfg.to_dict().items() if k not in SHAPE_OPTIONS},
-                  "latent_layout": ckpt_io.latent_layout(model_cfg),
+                  "latent_layout": layout,
                   "data": {"path": str(cfg.data), "image_size": train_set.size,
                            "train_checksum": train_set.checksum,
                            "test_checksum": test_set.checksum,
@@ -632,6 +690,9 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: in
         handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 
     progress = Progress(master and not cfg.quiet, start, cfg.steps)
+    if pretrained_latents and resumed is None:
+        progress.note("named latents from the pretraining's " + ", ".join(
+            f"{name} = latent {j}" for name, j in pretrained_latents.items()))
     if new_decoder:
         progress.note(f"encoder from {cfg.init_from}; a decoder with "
                       f"{model_cfg.decoder_channels} maps starts {new_decoder}")

@@ -11,8 +11,11 @@ functions put numbers on those claims:
   encoder values with no regressor; a monotone map is what those plots show when the latent
   "is" the factor, whatever its scale or curvature.
 - :func:`named_neuron_fits`: the same for several named latents at once.
+- :func:`fold_fit`: whether a latent encodes *which way* its factor goes or only *how far* it is
+  from some inner value (a U-shaped latent: the same code for a head turned left and right, which
+  Spearman |rho| reads as a poor fit without saying why).
 - :func:`neuron_diagnostics`: why a named latent's Spearman is what it is: its precision when
-  only its factor changes, how far each nuisance factor shifts it, and its noise.
+  only its factor changes, how far each nuisance factor shifts it, its shape, and its noise.
 - :func:`intrinsic_invariance`: how invariant the intrinsic block is to the extrinsic factors:
   the mean distance between codes of the *same* identity (rendered under different pose and
   light) divided by the mean distance between codes of *different* identities. 0 = perfectly
@@ -52,6 +55,12 @@ def _r2(y: np.ndarray, fitted: np.ndarray) -> float:
     return float(1.0 - np.sum((y - fitted) ** 2) / total) if total > 0 else 0.0
 
 
+def _isotonic_r2(y: np.ndarray, x: np.ndarray) -> float:
+    """R^2 of the better of the increasing and the decreasing isotonic fit of y on x."""
+    return max(_r2(y, IsotonicRegression(increasing=inc).fit_transform(x, y))
+               for inc in (True, False))
+
+
 def monotone_fit(latent, factor) -> dict[str, float]:
     """How well one latent follows one factor.
 
@@ -69,9 +78,52 @@ def monotone_fit(latent, factor) -> dict[str, float]:
     if len(latent) < 2 or np.ptp(latent) == 0 or np.ptp(factor) == 0:
         return {"spearman": 0.0, "r2": 0.0}
     rho = spearmanr(factor, latent).statistic
-    r2 = max(_r2(latent, IsotonicRegression(increasing=inc).fit_transform(factor, latent))
-             for inc in (True, False))
+    r2 = _isotonic_r2(latent, factor)
     return {"spearman": float(abs(rho)) if np.isfinite(rho) else 0.0, "r2": max(0.0, r2)}
+
+
+#: A latent is called U-shaped when a monotone fit on the distance of its factor from an inner
+#: value explains at least this share of the variance the best monotone fit on the factor leaves
+#: unexplained.
+U_SHAPE_MARGIN = 0.25
+
+
+def fold_fit(latent, factor, margin: float = U_SHAPE_MARGIN) -> dict[str, float | bool]:
+    """Does a latent say which way its factor goes, or only how far it is from some value?
+
+    Two fits of the latent, each the best monotone (isotonic) one: on the factor itself, and on
+    the factor *folded* at an inner value c, |factor - c|, with c the value among the factor's
+    own in the middle half of its range that fits best. A latent that encodes how far a head is
+    turned but not to which side (the same code at -60 and +60 degrees) fits the folded factor
+    and not the factor; one that orders its factor fits both about as well, or the factor better.
+
+    Args:
+        latent: (N,) values of the latent.
+        factor: (N,) true values of its factor.
+        margin: the share of the variance the monotone fit leaves unexplained that the folded
+            fit must explain on top of it to call the latent U-shaped.
+
+    Returns:
+        dict with ``monotone_r2`` (the fit on the factor), ``folded_r2`` (the fit on
+        |factor - fold_at|), ``fold_at`` (c; NaN when the factor has no inner value) and
+        ``u_shaped`` (folded_r2 - monotone_r2 > margin * (1 - monotone_r2)). R^2 values are
+        in [0, 1], 0 when the latent or the factor is constant.
+    """
+    latent = _check_vector(latent, "latent")
+    factor = _check_vector(factor, "factor", len(latent))
+    out = {"monotone_r2": 0.0, "folded_r2": 0.0, "fold_at": float("nan"), "u_shaped": False}
+    if len(latent) < 3 or np.ptp(latent) == 0 or np.ptp(factor) == 0:
+        return out
+    out["monotone_r2"] = max(0.0, _isotonic_r2(latent, factor))
+    lo, hi = factor.min() + 0.25 * np.ptp(factor), factor.max() - 0.25 * np.ptp(factor)
+    values = np.unique(factor)
+    for c in values[(values >= lo) & (values <= hi)]:
+        r2 = max(0.0, _isotonic_r2(latent, np.abs(factor - c)))
+        if r2 > out["folded_r2"]:
+            out["folded_r2"], out["fold_at"] = r2, float(c)
+    out["u_shaped"] = bool(out["folded_r2"] - out["monotone_r2"]
+                           > margin * (1 - out["monotone_r2"]))
+    return out
 
 
 def named_neuron_fits(codes, factor_values: Mapping[str, np.ndarray],
@@ -187,6 +239,9 @@ def neuron_diagnostics(latent, posterior_sd, factors, factor: str) -> dict[str, 
         ``offset_free`` below 1 however precise each cell is);
         ``eta2_<nuisance>`` (share of the neuron's variance explained by each other factor's
         means: how far it moves with that nuisance; 0 is invariant);
+        ``monotone_r2``, ``folded_r2``, ``fold_at``, ``u_shaped`` (:func:`fold_fit` of the
+        neuron with each cell's offset removed: does it say which way its factor goes, or only
+        how far it is from ``fold_at``?);
         ``code_sd`` (spread of the means) and ``posterior_sd`` (mean encoder sd) -- a neuron
         whose noise exceeds its spread carries its factor poorly.
     """
@@ -219,9 +274,21 @@ def neuron_diagnostics(latent, posterior_sd, factors, factor: str) -> dict[str, 
     for c in nuisances:
         means = frame.groupby(c).z.transform("mean").to_numpy()
         out[f"eta2_{c}"] = float(means.var() / var) if var > 0 else 0.0
+    # the shape of its response to its own factor, with each cell's offset removed (a nuisance
+    # that shifts the neuron would otherwise hide a U under its spread)
+    out.update(fold_fit(offset_free.to_numpy(), frame[factor].to_numpy(float)))
     out["code_sd"] = float(latent.std())
     out["posterior_sd"] = float(sd.mean()) if sd is not None else float("nan")
     return out
+
+
+def describe_shape(neuron: str, fit: dict) -> str | None:
+    """One line naming a U-shaped neuron (:func:`fold_fit`'s ``fit``); None for the others."""
+    if not fit.get("u_shaped"):
+        return None
+    return (f"the {neuron} neuron is U-shaped: it encodes how far {neuron} is from "
+            f"{fit['fold_at']:g}, not which way (R^2 {fit['folded_r2']:.2f} against the distance, "
+            f"{fit['monotone_r2']:.2f} monotone in {neuron})")
 
 
 def code_budget(mu, posterior_sd, latent_names: Mapping[str, int],

@@ -78,7 +78,8 @@ def model_card(m: Model) -> dict[str, str]:
     history = _read_history(path) if path else None
     n_params = sum(int(p.numel()) for p in m.model.parameters()) if hasattr(m, "model") else None
     layout = config.get("latent_layout") or {}
-    named = ", ".join(f"{k} = z{v}" for k, v in layout.items() if k != "intrinsic")
+    named = ", ".join(f"{k} = z{v}" for k, v in layout.items()
+                      if k not in ("intrinsic", "pretrained_latents"))
     if "intrinsic" in layout:
         named += f"; intrinsic = z{layout['intrinsic'][0]}..z{layout['intrinsic'][1]}"
     from trainer.model import describe_own_sizes  # torch, only once a model is loaded
@@ -119,6 +120,10 @@ def model_card(m: Model) -> dict[str, str]:
         card["last stage trained"] = f"the decoder alone, encoder frozen ({batches})"
     if train.get("init_from"):
         card["initialised from"] = str(train["init_from"])
+    if layout.get("pretrained_latents"):  # not in the paper: which pretrained latent became which
+        card["named latents from the pretraining"] = ", ".join(
+            f"{k} = its z{v}" for k, v in layout["pretrained_latents"].items()) + \
+            f" (by {train.get('named_latents', '?')}; renumbered, the same function)"
     lineage = _lineage(path) if path else None
     if lineage is not None and len(lineage.stages) > 1:
         card["stages (the last one's settings above)"] = " → ".join(

@@ -14,11 +14,14 @@ import numpy as np
 import pandas as pd
 
 from dcign_eval import __version__
+from dcign_eval.headline import headline, paper_result
 from dcign_eval.metrics import DCI_MODE_LABELS
+from dcign_eval.metrics.paper import ANGLE_FACTORS
 from dcign_eval.metrics.suite import CEILING, FLOOR, measure_models, measure_references
 from dcign_eval.protocol import Model
 from dcign_eval.report.page import REPORT_VERSION, Section, html_table, table_link
 from dcign_eval.report.settings import ReportSettings
+from trainer.errors import DcignError
 from trainer.io import atomic_write_text
 
 REFERENCES = (CEILING, FLOOR)
@@ -68,6 +71,20 @@ def metrics_comparison(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def first_sentence(models: Sequence[Model], df: pd.DataFrame) -> str | None:
+    """The page's first sentence (:func:`dcign_eval.headline.headline`): does the first model,
+    the one the page is about, show the paper's result against the first entangled model (one
+    without named latents)? None when the first model names no face-world angles."""
+    subject = models[0]
+    if not all(f in subject.latent_names for f in ANGLE_FACTORS):
+        return None
+    baseline = next((m.name for m in models[1:] if not m.latent_names), None)
+    try:
+        return headline(paper_result(df, subject.name, baseline))
+    except DcignError:  # a metric selection without the paper's measurements
+        return None
+
+
 def cache_key(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
@@ -99,7 +116,7 @@ def section(models: Sequence[Model], worlds: Mapping[int, object],
     else:
         df = cached
     comparison = metrics_comparison(df)
-    return Section({"metrics": {
+    return Section({"headline": first_sentence(models, df), "metrics": {
         "table": html_table(comparison.drop(columns="metric"),
                             digits={c: 2 for c in comparison.columns if c.startswith("seconds")}),
         "csv": table_link("metrics"), "cached": cached is not None,
