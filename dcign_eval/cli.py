@@ -7,6 +7,7 @@ printed as one ``error: ...`` line and the process exits with status 2.
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -128,6 +129,15 @@ def train(ctx: typer.Context) -> None:
     raise typer.Exit(train_main(list(ctx.args), prog="dcign-eval train"))
 
 
+class DciEstimator(str, Enum):
+    """DCI's importance estimators (dcign_eval.metrics.dci.DCI_MODES; named here so that --help
+    does not import scikit-learn)."""
+
+    lightgbm = "lightgbm"
+    gbt = "gbt"
+    extra_trees = "extra-trees"
+
+
 MODEL_HELP = ("A run directory, a shipped model (dcign, vae), path/to/file.py:factory or "
               "package.module:factory")
 
@@ -140,8 +150,10 @@ def metrics_cmd(
     identities: int = typer.Option(10, min=2, help="Held-out identities in the evaluation grid."),
     grid_dir: Path = typer.Option(Path("data"), "--grid-dir", help="Where the evaluation grid is "
                                   "rendered once and reused."),
-    dci: str = typer.Option("fast", help="DCI estimator: 'fast' (extra trees, the report's) or "
-                            "'gbt' (disentanglement_lib's gradient-boosted trees, slow)."),
+    dci: DciEstimator = typer.Option(DciEstimator.lightgbm, help="DCI importances: LightGBM "
+                                     "boosted trees set as disentanglement_lib's (default), its "
+                                     "scikit-learn gradient-boosted trees (gbt, slow) or extra "
+                                     "trees."),
     num_train: Optional[int] = typer.Option(None, min=10, help="Training points per metric "
                                             "(default: disentanglement_lib's 10,000)."),
     num_eval: Optional[int] = typer.Option(None, min=10, help="Evaluation points per metric "
@@ -172,14 +184,15 @@ def metrics_cmd(
     worlds = evaluation_worlds(models, grid_dir, identities, progress=progress_bar)
     overrides = {k: v for k, v in (("num_train", num_train), ("num_eval", num_eval)) if v}
     selected = None if not metric else [m for m in metric if m != "none"]
-    df = measure_models(models, worlds, seed=seed, metrics=selected, dci_mode=dci, **overrides)
+    df = measure_models(models, worlds, seed=seed, metrics=selected, dci_mode=dci.value,
+                        **overrides)
     csv_path, json_path = write_metrics(df, out)
     typer.echo(wide_table(df).to_string(float_format=lambda v: f"{v:.3f}"))
     typer.echo("latents standing for each angle:")
     for name, part in latents_used(models, df).groupby("model", sort=False):
         typer.echo(f"  {name}: " + ", ".join(f"{r.factor} = z{r.latent} ({r.neuron})"
                                              for r in part.itertuples()))
-    typer.echo(f"DCI estimator: {DCI_MODE_LABELS[dci]}")
+    typer.echo(f"DCI estimator: {DCI_MODE_LABELS[dci.value]}")
     typer.echo(f"wrote {csv_path} and {json_path}")
 
 

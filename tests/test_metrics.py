@@ -150,7 +150,9 @@ def test_same_seed_same_values_and_metrics_are_independent(data):
         {"mig": a["mig"], "irs": a["irs"]}
 
 
-def test_dci_fast_agrees_with_gbt_on_a_small_sample():
+@pytest.mark.parametrize("mode", ["lightgbm", "extra-trees"])
+def test_dci_estimators_agree_with_gbt_on_a_small_sample(mode):
+    tolerance = 0.02 if mode == "lightgbm" else 0.05
     small = SyntheticFactors([3, 6, 8])
     sizes = np.array(small.factor_sizes)
 
@@ -162,10 +164,10 @@ def test_dci_fast_agrees_with_gbt_on_a_small_sample():
     for represent in (identity, duplicated):
         gbt = evaluate(small, represent, keys, seed=0, dci_mode="gbt", num_train=1000,
                        num_eval=500)
-        fast = evaluate(small, represent, keys, seed=0, dci_mode="fast", num_train=1000,
+        fast = evaluate(small, represent, keys, seed=0, dci_mode=mode, num_train=1000,
                         num_eval=500)
         for k in keys:
-            assert fast[k] == pytest.approx(gbt[k], abs=0.05), (represent.__name__, k)
+            assert fast[k] == pytest.approx(gbt[k], abs=tolerance), (represent.__name__, k)
     assert gbt["dci_completeness"] == pytest.approx(1 - math.log(2) / math.log(6), abs=0.05)
 
 
@@ -180,7 +182,7 @@ def test_bad_arguments(data):
         evaluate(object(), identity)
     with pytest.raises(DcignError, match="callable"):
         evaluate(data, None, metrics="mig")
-    assert set(DCI_MODES) == {"fast", "gbt"}
+    assert set(DCI_MODES) == {"lightgbm", "gbt", "extra-trees"}
 
 
 def test_table_and_files(tmp_path, data):
