@@ -159,6 +159,8 @@ def metrics_cmd(
     num_eval: Optional[int] = typer.Option(None, min=10, help="Evaluation points per metric "
                                            "(default: 5,000)."),
     seed: int = typer.Option(0, min=0, help="Seed of every random choice."),
+    seeds: int = typer.Option(5, min=1, help="Seeds of the metrics' sampling (seed, seed + 1, "
+                              "...): each value is their mean, with a 95% interval."),
     metric: list[str] = typer.Option([], "--metric", help="Only these disentanglement metrics "
                                      "(e.g. --metric mig); 'none' for the paper's measurements "
                                      "alone. Default: all."),
@@ -169,13 +171,16 @@ def metrics_cmd(
     scores as disentanglement_lib defines them, plus the paper's: Spearman |rho| and monotone-fit
     R^2 of each named neuron against its factor (a baseline's best single latent stands in) and
     the intrinsic block's within/between-identity distance ratio. Everything is measured on a
-    factor grid of identities never seen in training, rendered at each model's image size. Writes
-    a tidy metrics.csv and metrics.json (model, metric, value, seconds) and prints a table, and
-    which latent stood for each angle (the model's named latent, or its best single latent).
+    factor grid of identities never seen in training, rendered at each model's image size. Each
+    value is the mean over --seeds draws of the metrics' samples, with a Student-t 95% interval.
+    Writes a tidy metrics.csv and metrics.json (model, metric, value, low, high, seeds, seconds,
+    settings, versions) and prints a table, and which latent stood for each angle (the model's
+    named latent, or its best single latent).
     """
     from dcign_eval.console import progress_bar
     from dcign_eval.metrics import DCI_MODE_LABELS, write_metrics
-    from dcign_eval.metrics.suite import evaluation_worlds, latents_used, measure_models, wide_table
+    from dcign_eval.metrics.suite import (evaluation_worlds, latents_used, measure_models_seeds,
+                                          wide_table)
     from dcign_eval.protocol import load_models
 
     check_writable_dir(out)  # before the work, not after it
@@ -184,8 +189,8 @@ def metrics_cmd(
     worlds = evaluation_worlds(models, grid_dir, identities, progress=progress_bar)
     overrides = {k: v for k, v in (("num_train", num_train), ("num_eval", num_eval)) if v}
     selected = None if not metric else [m for m in metric if m != "none"]
-    df = measure_models(models, worlds, seed=seed, metrics=selected, dci_mode=dci.value,
-                        **overrides)
+    df = measure_models_seeds(models, worlds, seed=seed, seeds=seeds, metrics=selected,
+                              dci_mode=dci.value, **overrides)
     csv_path, json_path = write_metrics(df, out)
     typer.echo(wide_table(df).to_string(float_format=lambda v: f"{v:.3f}"))
     typer.echo("latents standing for each angle:")

@@ -30,9 +30,11 @@ reference's scikit-learn estimator, or ``"extra-trees"`` (see :mod:`.dci`).
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -46,7 +48,8 @@ from dcign_eval.metrics.dci import DCI_MODES
 from trainer.errors import DcignError
 
 __all__ = ["evaluate", "evaluate_timed", "METRIC_KEYS", "DCI_MODES", "DEFAULT_DCI_MODE",
-           "DCI_MODE_LABELS", "OVERRIDES", "metrics_table", "write_metrics"]
+           "DCI_MODE_LABELS", "OVERRIDES", "metrics_table", "write_metrics", "metric_settings",
+           "library_versions"]
 
 #: Every key :func:`evaluate` can return, in report order.
 METRIC_KEYS = ("beta_vae", "factor_vae", "mig", "sap", "sap_continuous", "dci_disentanglement",
@@ -128,6 +131,36 @@ def _check_overrides(overrides: dict) -> dict:
         raise DcignError(f"unknown dci_mode {overrides['dci_mode']!r}; expected one of "
                          f"{', '.join(DCI_MODES)}")
     return overrides
+
+
+def metric_settings(**overrides) -> dict[str, str]:
+    """Each metric key's estimator and settings as :func:`evaluate` runs it with ``overrides``:
+    the sample sizes, bins, thresholds and (DCI) the importance estimator, as one string, e.g.
+    ``{"mig": "num_bins=20, num_train=10000", ...}``."""
+    overrides = _check_overrides(overrides)
+    out = {}
+    for function, produces, takes in _COMPUTATIONS.values():
+        defaults = {name: p.default for name, p in inspect.signature(function).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        used = {keyword: overrides.get(o, defaults.get(keyword)) for o, keyword in takes.items()
+                if keyword != "n_jobs"}  # threads change the time, not the value
+        if "mode" in used:
+            used["estimator"] = used.pop("mode")
+        text = ", ".join(f"{k}={v}" for k, v in sorted(used.items()))
+        for key in produces:
+            out[key] = text
+    return out
+
+
+def library_versions() -> str:
+    """The versions of the libraries the metrics compute with, e.g. ``"numpy=2.4.6, ..."``."""
+    found = []
+    for name in ("numpy", "scipy", "scikit-learn", "lightgbm"):
+        try:
+            found.append(f"{name}={version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name}=absent")
+    return ", ".join(found)
 
 
 def evaluate_timed(data, represent, metrics: Iterable[str] | str | None = None, seed: int = 0,

@@ -36,8 +36,8 @@ visits features in a random order, so in expectation copies share the importance
 LightGBM always takes the first. Every mode therefore fits on the distinct latents and gives each
 copy an equal share of its group's importance.
 
-The per-factor models are fitted in parallel (``n_jobs``): GBT factors in worker processes,
-largest factor first; the extra-trees' trees and LightGBM in threads.
+The per-factor models are fitted in parallel (``n_jobs``): GBT and LightGBM factors in worker
+processes, largest factor first; the extra-trees' trees in threads.
 
 Conventions where the reference is undefined: a factor constant in the training sample gets a zero
 importance column (its classifier is trivially exact); an all-zero R (constant code) gives
@@ -126,7 +126,7 @@ def _fit_factor(mode: str, x, y, x_test, y_test, seed: int, n_jobs: int):
     if mode == "gbt":
         model = GradientBoostingClassifier(random_state=seed)
     elif mode == "lightgbm":
-        model = _lightgbm_classifier(seed, n_jobs)
+        model = _lightgbm_classifier(seed)
         model.fit(x, y)
         gain = model.booster_.feature_importance("gain").astype(np.float64)
         importances = gain / gain.sum() if gain.sum() > 0 else gain
@@ -142,14 +142,15 @@ def _fit_factor(mode: str, x, y, x_test, y_test, seed: int, n_jobs: int):
             float(np.mean(model.predict(x_test) == y_test)))
 
 
-def _lightgbm_classifier(seed: int, n_jobs: int):
-    """LightGBM set as scikit-learn's GradientBoostingClassifier defaults."""
+def _lightgbm_classifier(seed: int):
+    """LightGBM set as scikit-learn's GradientBoostingClassifier defaults, on one thread: its
+    OpenMP threads spin-wait, and on shared cores two of them ran slower than one."""
     import lightgbm  # slow to import (it loads its shared library); only this mode needs it
 
     return lightgbm.LGBMClassifier(
         n_estimators=100, learning_rate=0.1, max_depth=3, num_leaves=8, min_child_samples=1,
         min_child_weight=1e-3, reg_lambda=0.0, subsample=1.0, colsample_bytree=1.0,
-        importance_type="gain", n_jobs=max(1, n_jobs), deterministic=True, force_col_wise=True,
+        importance_type="gain", n_jobs=1, deterministic=True, force_col_wise=True,
         random_state=seed, verbose=-1)
 
 
@@ -175,7 +176,7 @@ def _importance_matrix(codes, factors, codes_test, factors_test, mode: str,
     seeds = random_state.integers(2**31 - 1, size=num_factors)
     args = [(codes, factors[:, j], codes_test, factors_test[:, j], int(seeds[j]))
             for j in range(num_factors)]
-    if mode == "gbt" and n_jobs != 1 and num_factors > 1:
+    if mode in ("gbt", "lightgbm") and n_jobs != 1 and num_factors > 1:
         # Cost grows with the number of classes: start the largest factors first.
         order = np.argsort([-len(np.unique(factors[:, j])) for j in range(num_factors)],
                            kind="stable")
