@@ -23,8 +23,8 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/dcign-eval demo --profile quick
 
-# The shipped models' data and width, one stage per model (hours on a CPU); the shipped
-# models themselves were trained in stages, listed in their model cards.
+# The shipped models rebuilt from recipes/dcign.toml and recipes/vae.toml, side by side (hours on
+# a CPU), then the full report.
 demo-full: setup
 	$(VENV)/bin/dcign-eval demo --profile full
 

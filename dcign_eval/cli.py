@@ -478,9 +478,10 @@ def report_cmd(
 
 @app.command("demo")
 def demo_cmd(
-    profile: str = typer.Option("quick", help="quick (about 15 minutes on a 2-core CPU), full "
-                                              "(the shipped models' data and width, hours) or "
-                                              "tiny (seconds)."),
+    profile: str = typer.Option("quick", help="quick (recipes/quick.toml, about 15 minutes on a "
+                                              "2-core CPU), full (the shipped models rebuilt from "
+                                              "recipes/dcign.toml and vae.toml, hours) or tiny "
+                                              "(seconds)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Runs and report go here (default "
                                                            "out/demo, out/demo-full for full)."),
     data_root: Path = typer.Option(Path("data"), "--data-root", help="Where the data sets are "

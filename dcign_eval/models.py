@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.checkpoint import WEIGHTS, load_checkpoint, load_weights_into
+from trainer.checkpoint import WEIGHTS, load_checkpoint, load_weights_into, resolve_run_dir
 from trainer.errors import DcignError
 from trainer.model import DCIGN
 
@@ -138,8 +138,8 @@ class LoadedModel:
 def resolve(path_or_name: str | os.PathLike) -> Path:
     """The run directory for a path or a shipped model's name."""
     path = Path(path_or_name)
-    if path.exists():
-        return path.parent if path.is_file() and path.name == WEIGHTS else path
+    if path.exists():  # a recipe's output directory stands for its last stage
+        return resolve_run_dir(path.parent if path.is_file() and path.name == WEIGHTS else path)
     name = str(path_or_name)
     if name in SHIPPED:
         shipped = SHIPPED_DIR / name
@@ -158,8 +158,8 @@ def load_run(path_or_name: str | os.PathLike, device: str | torch.device = "cpu"
     :func:`dcign_eval.protocol.load_model`).
 
     Args:
-        path_or_name: a run directory (or its ``model.safetensors``), or the name of a shipped
-            model ("dcign", "vae").
+        path_or_name: a run directory (or its ``model.safetensors``), a recipe's output
+            directory (its last stage), or the name of a shipped model ("dcign", "vae").
         device: where to compute ("cpu", "cuda", ...).
     Returns:
         a :class:`LoadedModel` in eval mode.

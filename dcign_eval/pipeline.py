@@ -1,22 +1,22 @@
 """The main job (``dcign-eval demo``): render the face world, train a DC-IGN and its entangled
 baseline, evaluate them and write the report -- one command on a fresh machine.
 
-Profiles (:data:`PROFILES`, :func:`profile`):
+Every profile trains recipes (``recipes/``, :mod:`trainer.recipe`); :data:`PROFILES`,
+:func:`profile`:
 
-* ``quick`` -- at most about 15 minutes on a 2-core CPU: 300 monovariant batches per type at
-  64x64, the DC-IGN and the VAE baseline at width 0.25 trained side by side (one process and one
-  core each) for about 2,500 steps, then the report's quick preset.
-* ``full`` -- the recipe of the shipped models, read from ``dcign_eval/models/*/config.json``
-  when they are installed (otherwise the paper's 3000/350 batches per type, width 0.25, 16,000
-  steps); on a GPU it trains at whatever scale those configs ask for (the paper's, 150x150 and
-  width 1, if they do).
-* ``tiny`` -- seconds: the plumbing check the tests run.
+* ``quick`` -- at most about 15 minutes on a 2-core CPU: ``recipes/quick.toml`` (300
+  monovariant batches per type at 64x64; a short VAE pretraining, then the DC-IGN and the VAE
+  baseline at width 0.25 both from it, side by side, one process and one core each), then the
+  report's quick preset.
+* ``full`` -- the shipped models rebuilt: ``recipes/dcign.toml`` and ``recipes/vae.toml`` side by
+  side (hours on a CPU), then the report's full preset.
+* ``tiny`` -- seconds: the quick recipe at a tiny scale, the plumbing check the tests run.
 
-Training runs as ``python -m trainer`` subprocesses (the same entry point as ``dcign-eval
-train``), so each gets its own thread pool, and an interrupted demo resumes: a finished run is
-reused, an unfinished one continues with ``--resume``. A DC-IGN recipe that starts from a
-pretrained baseline (``init_from`` in the shipped config) trains the baseline to the pretraining
-step first, snapshots it, and then trains both on.
+Training runs as ``python -m trainer --recipe`` subprocesses (the same entry point as
+``dcign-eval train``), so each gets its own thread pool, and an interrupted demo resumes: the
+recipe's runner skips finished stages and resumes the unfinished one. When one recipe holds both
+models (stages named ``dcign`` and ``vae``), the stages both descend from train first, then the
+two branches side by side (``--stage``).
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -36,15 +35,10 @@ from trainer.errors import DcignError
 
 Log = Callable[[str], None]
 
-#: Steps the DC-IGN's recipe pretrains as a VAE when the shipped config names an ``init_from``
-#: whose own checkpoint is not on this machine (the shipped models' recipe).
-DEFAULT_PRETRAIN_STEPS = 6000
-#: Wall-clock budget of the quick profile's training, in steps of one model (the two models
-#: train side by side on a CPU).
-QUICK_STEPS = 2500
-#: TrainConfig keys a profile takes from a shipped model's recipe.
-RECIPE_KEYS = ("batch_size", "lr", "betas", "eps", "beta", "ratio", "clamp_reference",
-               "invariance_strength", "latent_dim", "seed")
+#: the recipes this repository ships (recipes/ beside the package)
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+#: the report's two models
+ROLES = ("dcign", "vae")
 
 
 @dataclass(frozen=True)
@@ -53,129 +47,41 @@ class Profile:
 
     Attributes:
         name: quick, full or tiny.
-        size: image size in pixels.
-        train_batches, test_batches: monovariant batches per batch type.
-        train_identities, test_identities: identities of the two splits.
-        step: angle grid step of the batches, degrees.
-        data: the monovariant data directory's name (under the data root).
-        width: the models' channel multiplier.
-        vae_steps, dcign_steps: training steps of the baseline and of the DC-IGN.
-        pretrain_steps: the DC-IGN starts from the baseline's weights at this step (0: from
-            scratch; its ``dcign_steps`` come on top).
-        dcign, vae: further TrainConfig keys of each model (ratio, lr, ...).
-        checkpoint_every, val_every: as the trainer's flags.
+        recipes: role ("dcign", "vae") -> recipe file. One file for both: its stages named
+            ``dcign`` and ``vae`` are the two models; two files: each one's final model.
+        overrides: ``KEY=VALUE`` overrides of the recipes (``--set``).
+        data: the monovariant data directory's name under the data root (the recipes' [data]
+            is rendered there).
         report: the report preset (quick, full, tiny).
         parallel: train the two models side by side, one process each (CPU); else one after
             the other with every core (GPU).
-        source: where the recipe came from.
+        source: where the recipes came from, in words.
     """
 
     name: str
-    size: int = 64
-    train_batches: int = 300
-    test_batches: int = 30
-    train_identities: int = 500
-    test_identities: int = 100
-    step: float = 2.5
+    recipes: dict = field(default_factory=dict)
+    overrides: tuple = ()
     data: str = "monovariant-demo"
-    width: float = 0.25
-    vae_steps: int = QUICK_STEPS
-    dcign_steps: int = QUICK_STEPS
-    pretrain_steps: int = 0
-    dcign: dict = field(default_factory=dict)
-    vae: dict = field(default_factory=dict)
-    checkpoint_every: int = 250
-    val_every: int = 500
     report: str = "quick"
     parallel: bool = True
-    source: str = "built-in"
+    source: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def shipped_recipe(models_dir: str | os.PathLike | None = None) -> dict | None:
-    """The shipped models' configs ``{"dcign": config, "vae": config}`` (their config.json),
-    or None when they are not installed."""
-    from dcign_eval.models import SHIPPED_DIR
-
-    root = Path(models_dir) if models_dir is not None else SHIPPED_DIR
-    configs = {}
-    for name in ("dcign", "vae"):
-        try:
-            configs[name] = json.loads((root / name / "config.json").read_text())
-        except (OSError, ValueError):
-            return None
-    return configs
+def _both(recipe: str) -> dict:
+    return {role: str(RECIPES_DIR / recipe) for role in ROLES}
 
 
-def _pretrain_steps(dcign_train: dict) -> int:
-    """Steps of the baseline the DC-IGN was initialised from: its checkpoint's step when it is
-    on this machine, else :data:`DEFAULT_PRETRAIN_STEPS`; 0 without ``init_from``."""
-    init = dcign_train.get("init_from") or ""
-    if not init:
-        return 0
-    try:
-        return int(json.loads((Path(init) / "state.json").read_text())["step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return DEFAULT_PRETRAIN_STEPS
-
-
-def full_profile(recipe: dict | None | str = "shipped") -> Profile:
-    """A recipe's profile: ``recipe`` as :func:`shipped_recipe` returns it ("shipped": read the
-    installed models' configs), or, with None or no shipped models, the paper's data and 16,000
-    steps at width 0.25. A DC-IGN whose last stage was not monovariant (trained in stages) gives
-    its data and width only, with the built-in steps and settings."""
-    recipe = shipped_recipe() if isinstance(recipe, str) and recipe == "shipped" else recipe
-    base = Profile("full", train_batches=3000, test_batches=350, data="monovariant",
-                   width=0.25, vae_steps=16_000, dcign_steps=16_000, checkpoint_every=1000,
-                   val_every=1000, report="full", parallel=not _cuda())
-    if recipe is None:
-        return replace(base, source="built-in (the shipped models are not installed)")
-    d_train, v_train = recipe["dcign"].get("train", {}), recipe["vae"].get("train", {})
-    data = recipe["dcign"].get("data", {})
-    per_type = 4 * 20  # four batch types of 20 faces
-    scaled = replace(
-        base, size=int(recipe["dcign"].get("model", {}).get("image_size", 64)),
-        train_batches=int(data.get("train_images", 3000 * per_type)) // per_type,
-        test_batches=int(data.get("test_images", 350 * per_type)) // per_type,
-        width=float(d_train.get("width", 0.25)))
-    if d_train.get("mode", "monovariant") != "monovariant" or d_train.get("freeze_encoder"):
-        # The shipped DC-IGN's last stage did not train it monovariantly (e.g. a decoder-alone
-        # stage): its config holds that stage only, not the recipe; the stages are in its card.
-        return replace(scaled, pretrain_steps=DEFAULT_PRETRAIN_STEPS,
-                       source="the shipped models' data and width; they were trained in stages "
-                              "(their model cards), so one built-in pretraining and monovariant "
-                              "stage stands in")
-    return replace(
-        scaled, vae_steps=int(v_train.get("steps", 16_000)),
-        dcign_steps=int(d_train.get("steps", 16_000)), pretrain_steps=_pretrain_steps(d_train),
-        dcign={k: d_train[k] for k in RECIPE_KEYS if k in d_train},
-        vae={k: v_train[k] for k in RECIPE_KEYS if k in v_train},
-        source="the shipped models' config.json")
-
-
-def quick_profile(recipe: dict | None | str = "shipped") -> Profile:
-    """A recipe (see :func:`full_profile`) scaled down to about :data:`QUICK_STEPS` steps of wall
-    time on a 2-core CPU; built-in settings without one."""
-    full = full_profile(recipe)
-    base = Profile("quick")
-    if full.source.startswith("built-in"):
-        return base
-    # Wall time in steps: pretraining, then both models side by side.
-    wall = full.pretrain_steps + max(full.vae_steps - full.pretrain_steps, full.dcign_steps)
-    scale = min(1.0, QUICK_STEPS / max(wall, 1))
-    return replace(base, vae_steps=max(1, round(full.vae_steps * scale)),
-                   dcign_steps=max(1, round(full.dcign_steps * scale)),
-                   pretrain_steps=round(full.pretrain_steps * scale), dcign=full.dcign,
-                   vae=full.vae, source=f"{full.source}, steps scaled by {scale:.3g}")
-
-
-TINY = Profile("tiny", train_batches=3, test_batches=1, train_identities=20, test_identities=20,
-               step=10.0, data="monovariant-demo-tiny", width=0.125, vae_steps=12, dcign_steps=12,
-               pretrain_steps=0, dcign={"latent_dim": 12, "lr": 2e-3},
-               vae={"latent_dim": 12, "lr": 2e-3}, checkpoint_every=6, val_every=0,
-               report="tiny")
+QUICK = Profile("quick", _both("quick.toml"), source="recipes/quick.toml")
+#: the quick recipe in seconds: the plumbing check the tests run
+TINY = Profile("tiny", _both("quick.toml"), data="monovariant-demo-tiny", report="tiny",
+               source="recipes/quick.toml at a tiny scale",
+               overrides=("data.train_batches=3", "data.test_batches=1",
+                          "data.train_identities=20", "data.test_identities=20", "data.step=10.0",
+                          "width=0.125", "latent_dim=12", "lr=0.002", "checkpoint_every=6",
+                          "val_every=0", "pretrain.steps=6", "vae.steps=6", "dcign.steps=8"))
 
 PROFILES = ("quick", "full", "tiny")
 
@@ -183,9 +89,12 @@ PROFILES = ("quick", "full", "tiny")
 def profile(name: str) -> Profile:
     """The profile called ``name`` (quick, full, tiny)."""
     if name == "quick":
-        return quick_profile()
+        return QUICK
     if name == "full":
-        return full_profile()
+        return Profile("full", {"dcign": str(RECIPES_DIR / "dcign.toml"),
+                                "vae": str(RECIPES_DIR / "vae.toml")},
+                       data="monovariant", report="full", parallel=not _cuda(),
+                       source="recipes/dcign.toml and recipes/vae.toml (the shipped models)")
     if name == "tiny":
         return TINY
     raise DcignError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
@@ -199,32 +108,26 @@ def _cuda() -> bool:
 
 # -- the steps -------------------------------------------------------------------------------------
 
+def _recipes(prof: Profile, data: Path) -> dict:
+    """role -> the loaded recipe, its [data] rendered into ``data``."""
+    from trainer.recipe import load_recipe
+
+    return {role: load_recipe(path, _overrides(prof, data)) for role, path in
+            prof.recipes.items()}
+
+
+def _overrides(prof: Profile, data: Path) -> tuple[str, ...]:
+    return tuple(prof.overrides) + (f"data.out={data}",)
+
+
 def render_data(prof: Profile, data_root: Path, log: Log) -> Path:
-    """Render (or reuse) the profile's monovariant train/test sets; returns their directory."""
-    from trainer.faces import MonovariantSpec, render_monovariant
+    """Render (or reuse) the recipes' monovariant train/test sets; returns their directory."""
+    from trainer.recipe import render_data as render_recipe_data
 
-    path = data_root / prof.data
-    spec = MonovariantSpec(batches_per_type={"train": prof.train_batches,
-                                             "test": prof.test_batches},
-                           identities={"train": prof.train_identities,
-                                       "test": prof.test_identities}, step=prof.step)
-    total = (prof.train_batches + prof.test_batches) * 4 * 20
-    log(f"demo: monovariant data {path} ({total:,} faces, {prof.size}x{prof.size}; reused when "
-        f"already rendered)")
-    render_monovariant(path, spec, size=prof.size)
-    return path
-
-
-def _train_config(prof: Profile, role: str, data: Path, out: Path, steps: int,
-                  init_from: Path | None = None) -> dict:
-    extra = prof.dcign if role == "dcign" else prof.vae
-    cfg = {**extra, "data": str(data), "out": str(out), "steps": int(steps),
-           "mode": "monovariant" if role == "dcign" else "vae", "width": prof.width,
-           "checkpoint_every": prof.checkpoint_every, "val_every": prof.val_every,
-           "quiet": False}
-    if init_from is not None:
-        cfg["init_from"] = str(init_from)
-    return cfg
+    data = data_root / prof.data
+    for recipe in _recipes(prof, data).values():
+        render_recipe_data(recipe, log)  # the second of one set is reused
+    return data
 
 
 def _run_state(run: Path) -> tuple[int, str] | None:
@@ -237,26 +140,22 @@ def _run_state(run: Path) -> tuple[int, str] | None:
 
 @dataclass
 class _Job:
+    """One ``python -m trainer`` with ``argv``; done when ``run`` is at step ``steps``."""
+
     name: str
     run: Path
-    config: dict
+    argv: list[str]
     steps: int
     proc: subprocess.Popen | None = None
     log_file: object = None
 
 
 def _start(job: _Job, threads: int) -> None:
-    """Start ``python -m trainer`` for a job (resuming an unfinished run of it)."""
+    """Start ``python -m trainer`` for a job (a recipe's runner resumes what is unfinished)."""
     job.run.parent.mkdir(parents=True, exist_ok=True)
-    config_path = job.run.parent / f"{job.run.name}.train.json"
-    if _run_state(job.run) is not None:  # continue where it stopped, to this job's steps
-        argv = ["--out", str(job.run), "--resume", "--steps", str(job.steps), "--no-quiet"]
-    else:
-        config_path.write_text(json.dumps(job.config, indent=2) + "\n")
-        argv = ["--config", str(config_path)]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     job.log_file = open(job.run.parent / f"{job.run.name}.log", "ab")
-    job.proc = subprocess.Popen([sys.executable, "-m", "trainer", *argv], env=env,
+    job.proc = subprocess.Popen([sys.executable, "-m", "trainer", *job.argv], env=env,
                                 stdout=job.log_file, stderr=subprocess.STDOUT)
 
 
@@ -310,6 +209,36 @@ def train_models(jobs: list[_Job], parallel: bool, log: Log, poll: float = 15.0)
             if j.proc.returncode != 0:
                 raise DcignError(f"training {j.name} failed (exit status {j.proc.returncode}): "
                                  f"{_last_line(Path(str(j.run) + '.log'))}")
+
+
+def recipe_jobs(prof: Profile, root: Path, data: Path) -> tuple[list[_Job], list[_Job],
+                                                               dict[str, Path]]:
+    """The jobs of a profile: those to run first (the stages both models descend from, when one
+    recipe holds both), those to run next (one a model), and each model's run directory.
+
+    :func:`render_data` has rendered the data: the jobs take it as it is (``--set data=DIR``),
+    so two of them side by side do not both reach for it."""
+    recipes = _recipes(prof, data)
+    sets = [f"--set={o}" for o in prof.overrides if not o.startswith("data.")]
+    sets.append(f"--set=data={data}")
+
+    def job(name: str, role: str, out: Path, stage: str | None = None) -> _Job:
+        recipe = recipes[role]
+        last = stage or recipe.final
+        argv = ["--recipe", prof.recipes[role], "--out", str(out), *sets]
+        argv += ["--stage", stage] if stage else []
+        return _Job(name, out / last, argv, recipe.stage(last).options.get("steps", 0))
+
+    if prof.recipes["dcign"] != prof.recipes["vae"]:  # two recipes, each one model
+        return [], [job(role, role, root / role) for role in ROLES], \
+            {role: root / role for role in ROLES}
+    recipe = recipes["dcign"]
+    chains = {role: [s.name for s in recipe.lineage_of(role)] for role in ROLES}
+    common = [name for name in chains["dcign"] if name in chains["vae"]]
+    first = ([job(f"{common[-1]} (both models start from it)", "dcign", root, common[-1])]
+             if common else [])
+    return first, [job(role, role, root, role) for role in ROLES], \
+        {role: root / role for role in ROLES}
 
 
 def _suppress():
@@ -368,27 +297,9 @@ def run_demo(prof: Profile | str = "quick", out: str | os.PathLike = "out/demo",
     seconds["data"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    runs = {"dcign": out / "runs" / "dcign", "vae": out / "runs" / "vae"}
-    pretrain = out / "runs" / "vae-pretrain"
-    if prof.pretrain_steps > 0:
-        train_models([_Job("vae (pretraining)", runs["vae"],
-                           _train_config(prof, "vae", data, runs["vae"], prof.pretrain_steps),
-                           prof.pretrain_steps)], False, log)
-        if _run_state(pretrain) is None:
-            state = _run_state(runs["vae"])
-            if state is None or state[0] != prof.pretrain_steps:
-                raise DcignError(f"{runs['vae']} is at step {state and state[0]}, not the "
-                                 f"pretraining step {prof.pretrain_steps}; remove "
-                                 f"{out / 'runs'} to start the demo's training afresh")
-            shutil.copytree(runs["vae"], pretrain,
-                            ignore=shutil.ignore_patterns(".checkpoint-*"))
-    jobs = [_Job("dcign", runs["dcign"],
-                 _train_config(prof, "dcign", data, runs["dcign"], prof.dcign_steps,
-                               pretrain if prof.pretrain_steps > 0 else None),
-                 prof.dcign_steps),
-            _Job("vae", runs["vae"], _train_config(prof, "vae", data, runs["vae"],
-                                                   prof.vae_steps), prof.vae_steps)]
-    train_models(jobs, prof.parallel, log)
+    first, models, runs = recipe_jobs(prof, out / "runs", data)
+    train_models(first, False, log)
+    train_models(models, prof.parallel, log)
     seconds["training"] = time.perf_counter() - start
 
     start = time.perf_counter()

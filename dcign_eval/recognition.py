@@ -887,11 +887,13 @@ def run_recognition(models: Sequence = (), *, out=None, n_identities: int = 100,
         train = training_faces(pca_identities, pca_images, size, seed, cache_dir=cache_dir,
                                progress=progress)
         pca = PixelPCA(pca_components, seed).fit(train.images)
-    features = {}
+    features, owners = {}, {}
     for model in models:
-        features.update(extract_features(
-            model_feature_sets(model, cache_dir=code_cache_dir, progress=progress),
-            faces[int(model.image_size)].images))
+        own = extract_features(model_feature_sets(model, cache_dir=code_cache_dir,
+                                                  progress=progress),
+                               faces[int(model.image_size)].images)
+        features.update(own)
+        owners.update(dict.fromkeys(own, model.name))
     fns = feature_sets((), pca)
     fns.update(extra_features or {})
     features.update(extract_features(fns, faces[size].images))
@@ -917,11 +919,12 @@ def run_recognition(models: Sequence = (), *, out=None, n_identities: int = 100,
               "n_probes": int((factors["view"] == "probe").sum()),
               "chance": 1.0 / n_identities}
     result = RecognitionResult(
-        predictions=predictions, accuracy=accuracy,
-        summary=summary_table(predictions, large_pose),
+        predictions=with_model(predictions, owners), accuracy=with_model(accuracy, owners),
+        summary=with_model(summary_table(predictions, large_pose), owners),
         comparison=pose_comparison(predictions, reference or "", large_pose),
-        verification=verification_table(pairs, by_azimuth=True, azimuth_bin=grid.azimuth_step),
-        verification_summary=verification_table(pairs, by_azimuth=False),
+        verification=with_model(verification_table(pairs, by_azimuth=True,
+                                                   azimuth_bin=grid.azimuth_step), owners),
+        verification_summary=with_model(verification_table(pairs, by_azimuth=False), owners),
         params=params)
     if out is not None:
         try:
@@ -933,6 +936,13 @@ def run_recognition(models: Sequence = (), *, out=None, n_identities: int = 100,
         atomic_write_json(out / "run.json", dict(params, files={k: str(v) for k, v in
                                                                result.files.items()}))
     return result
+
+
+def with_model(frame: pd.DataFrame, owners: Mapping[str, str]) -> pd.DataFrame:
+    """``frame`` with a first column ``model``: the model each feature set comes from (empty for
+    PCA of pixels, pixels and other features of no model)."""
+    return frame.assign(model=frame["feature"].map(lambda f: owners.get(f, "")))[
+        ["model", *frame.columns]]
 
 
 def write_outputs(result: RecognitionResult, out) -> dict[str, Path]:

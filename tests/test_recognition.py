@@ -215,6 +215,8 @@ def test_tiny_model_features_and_code_cache(tiny_model_dir, tmp_path):
     assert list(result.summary["feature"].unique()) == ["tiny: intrinsic block",
                                                         "tiny: full code", "pixels"]
     assert result.params["reference"] == "tiny: intrinsic block"
+    assert result.summary.groupby("feature", sort=False)["model"].first().to_dict() == {
+        "tiny: intrinsic block": "tiny", "tiny: full code": "tiny", "pixels": ""}
     assert set(result.comparison["other"]) == {"tiny: full code", "pixels"}
 
 

@@ -18,7 +18,6 @@ import re
 import shutil
 import sys
 import threading
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ import pytest
 
 from dcign_eval import reconstruction as rc
 from dcign_eval import report as rp
-from dcign_eval.pipeline import TINY, full_profile, quick_profile
+from dcign_eval.pipeline import QUICK, TINY, profile, recipe_jobs
 from trainer.errors import DcignError
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -44,9 +43,9 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-# The tiny profile with the shipped recipe's shape: the DC-IGN starts from the baseline's weights
-# at step 6 (pretraining), then both train on side by side.
-PROFILE = replace(TINY, pretrain_steps=6, dcign_steps=8)
+# The tiny profile: the quick recipe's shape at a tiny scale. The DC-IGN and the baseline both
+# start from a 6-step pretraining, then train side by side.
+PROFILE = TINY
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +91,14 @@ def test_tiny_demo_trains_both_models_and_writes_the_report(demo):
     dcign, vae = load_model(result.runs["dcign"]), load_model(result.runs["vae"])
     assert dcign.latent_names == {"azimuth": 0, "elevation": 1, "light": 2}
     assert vae.latent_names == {}
-    steps = {"dcign": 8, "vae": 12}
+    steps = {"dcign": 8, "vae": 6}
     for role, run in result.runs.items():
         state = json.loads((run / "state.json").read_text())
         assert state["step"] == steps[role] and state["status"] == "finished"
-    pretrain = result.runs["vae"].parent / "vae-pretrain"
+    pretrain = result.runs["vae"].parent / "pretrain"
     assert json.loads((pretrain / "state.json").read_text())["step"] == 6
     assert dcign.config["train"]["init_from"] == str(pretrain)
+    assert vae.config["train"]["init_from"] == str(pretrain)
     assert set(result.seconds) == {"data", "training", "evaluation and report", "total"}
     assert any("training dcign" in line for line in demo["log"])
 
@@ -227,8 +227,8 @@ def test_a_failed_training_is_one_line_with_the_trainers_error(tmp_path):
     from dcign_eval.pipeline import _Job, train_models
 
     run = tmp_path / "runs" / "dcign"
-    job = _Job("dcign", run, {"data": str(tmp_path / "nowhere"), "out": str(run), "steps": 5},
-               5)
+    job = _Job("dcign", run, ["--data", str(tmp_path / "nowhere"), "--out", str(run), "--steps",
+                              "5"], 5)
     with pytest.raises(DcignError) as e:
         train_models([job], parallel=False, log=lambda line: None)
     message = str(e.value)
@@ -236,28 +236,23 @@ def test_a_failed_training_is_one_line_with_the_trainers_error(tmp_path):
     assert "no data directory" in message  # the trainer's own error line, from its log
 
 
-def test_profiles_follow_the_shipped_recipe():
-    assert full_profile(None).source.startswith("built-in")
-    assert quick_profile(None).vae_steps == 2500 and quick_profile(None).pretrain_steps == 0
-    recipe = {"dcign": {"model": {"image_size": 64},
-                        "train": {"steps": 10_000, "width": 0.25, "ratio": [1, 1, 1, 1],
-                                  "init_from": "runs/not-on-this-machine", "seed": 0},
-                        "data": {"train_images": 240_000, "test_images": 28_000}},
-              "vae": {"train": {"steps": 16_000, "width": 0.25, "mode": "vae"}}}
-    full = full_profile(recipe)
-    assert (full.train_batches, full.test_batches) == (3000, 350)
-    assert (full.vae_steps, full.dcign_steps, full.pretrain_steps) == (16_000, 10_000, 6000)
-    assert full.dcign == {"ratio": [1, 1, 1, 1], "seed": 0} and full.report == "full"
-    quick = quick_profile(recipe)  # wall time: 6000 + max(10000, 10000) steps -> 2500
-    assert quick.pretrain_steps + max(quick.vae_steps - quick.pretrain_steps,
-                                      quick.dcign_steps) <= 2500
-    assert quick.dcign["ratio"] == [1, 1, 1, 1] and quick.report == "quick"
-    assert quick.train_batches == 300
-    # a DC-IGN shipped after a decoder-alone stage: its config is not the recipe
-    recipe["dcign"]["train"].update(mode="vae", freeze_encoder=True, steps=6000, width=0.5)
-    staged = full_profile(recipe)
-    assert (staged.dcign_steps, staged.vae_steps, staged.pretrain_steps) == (16_000, 16_000, 6000)
-    assert staged.dcign == {} and staged.width == 0.5 and "stages" in staged.source
+def test_profiles_train_the_shipped_recipes():
+    quick, full = QUICK, profile("full")
+    assert quick.recipes["dcign"] == quick.recipes["vae"]
+    assert Path(quick.recipes["dcign"]).name == "quick.toml"
+    assert {k: Path(v).name for k, v in full.recipes.items()} == {"dcign": "dcign.toml",
+                                                                   "vae": "vae.toml"}
+    # one recipe for both: the stages they share first, then one branch a model
+    first, models, runs = recipe_jobs(quick, Path("o"), Path("d"))
+    assert [j.run for j in first] == [Path("o/pretrain")]
+    assert [j.run for j in models] == [Path("o/dcign"), Path("o/vae")]
+    assert runs == {"dcign": Path("o/dcign"), "vae": Path("o/vae")}
+    assert models[0].argv[-2:] == ["--stage", "dcign"] and "--set=data=d" in models[0].argv
+    # a recipe a model: each whole, its output directory the model
+    first, models, runs = recipe_jobs(full, Path("o"), Path("d"))
+    assert first == [] and runs == {"dcign": Path("o/dcign"), "vae": Path("o/vae")}
+    assert [j.run for j in models] == [Path("o/dcign/decoder-wide"), Path("o/vae/decoder-wide")]
+    assert "--stage" not in models[0].argv
 
 
 # -- the sections' pure parts ----------------------------------------------------------------------

@@ -106,24 +106,24 @@ def test_ship_model_card_names_every_stage(tmp_path):
     try:
         train(TrainConfig(out=str(tmp_path / "mono"), steps=2, unclamped_share=0.5, **tiny))
         train(TrainConfig(out=str(tmp_path / "dec"), steps=3, mode="vae", freeze_encoder=True,
-                          decoder_width=0.25, decoder_noise=0, lr_schedule="cosine",
+                          decoder_width=0.25, lr_schedule="cosine",
                           init_from=str(tmp_path / "mono"), **tiny))
     finally:
         torch.set_num_threads(threads)
-    text = ship.card("dcign", tmp_path / "dec", None, ["python -m trainer ..."], "",
-                     [tmp_path / "mono"])
-    assert ("- Steps: 3 of batch 20 (vae mode, decoder alone, encoder frozen, cosine learning "
-            "rate, decoded from the means)") in text
-    assert ("  - a run in monovariant mode (width 0.125, beta 1, ratio 1:1:1:10, invariance "
-            "strength 0.01, unclamped share 0.5)") in text
-    assert "- Data budget, all stages: 5 steps = 100 images." in text
+    # the decoder run records the run it started from: the card lists both without being told
+    text = ship.card("dcign", tmp_path / "dec", None, [], "", [])
+    assert ("- Last stage: 3 steps of batch 20 (vae mode, decoder alone, encoder frozen, cosine "
+            "learning rate)") in text
+    assert ("1. `mono`: monovariant mode (width 0.125, KL weight 1, ratio 1:1:1:10, invariance "
+            "strength 0.01, unclamped share 0.5): 2 steps, 40 images, ") in text
+    assert "2. `dec`: vae mode, decoder alone" in text
+    assert "- All stages: 2 (5 steps = 100 images), wall time" in text
 
     from dcign_eval.report import load_report_models, model_card
     card = model_card(load_report_models(tmp_path / "dec")[0])
     assert card["kind"] == "DC-IGN (monovariant training)"
     assert card["width"] == "0.125 (decoder 0.25)"
     assert card["last stage trained"].startswith("the decoder alone, encoder frozen (random")
-    assert card["decoder's sampling noise (1: the ELBO's, 0: the means)"] == "0"
     assert card["learning rate"] == "0.0005 (cosine, to 0)"
     mono = model_card(load_report_models(tmp_path / "mono")[0])
     assert mono["learning rate"] == "0.0005"

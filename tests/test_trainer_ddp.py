@@ -60,3 +60,25 @@ def test_torchrun_runs_the_module(tmp_path):
     # the first lines name a crashing replica's own error; torchrun's summary comes last
     assert proc.returncode == 0, proc.stderr[:2000] + "\n...\n" + proc.stderr[-1000:]
     assert load_checkpoint(tmp_path / "run").state["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_torchrun_runs_a_recipe(tmp_path):
+    """One process group for all the stages; the first replica alone writes the kept step."""
+    from trainer.checkpoint import read_lineage
+    data = make_monovariant_data(tmp_path / "data", size=64, batches_per_type=1)
+    (tmp_path / "r.toml").write_text(
+        f'data = "{data}"\nwidth = 0.125\nval_every = 0\nquiet = true\nverify_data = false\n'
+        '[[stage]]\nname = "pre"\nmode = "vae"\nsteps = 3\n'
+        '[[stage]]\nname = "branch"\nmode = "vae"\nsteps = 2\ninit_from = "pre"\ninit_step = 1\n')
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", str(free_port()), "-m", "trainer", "--recipe",
+           str(tmp_path / "r.toml"), "--out", str(tmp_path / "out")]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[:2000] + "\n...\n" + proc.stderr[-1000:]
+    assert load_checkpoint(tmp_path / "out" / "pre").step == 3
+    assert load_checkpoint(tmp_path / "out" / "pre@1").step == 1
+    lineage = read_lineage(tmp_path / "out")
+    assert [(s["name"], s["steps"], s["images"]) for s in lineage.stages] == \
+        [("pre", 1, 40), ("branch", 2, 80)]  # 20 images a step on each of 2 replicas

@@ -109,22 +109,10 @@ def test_widen_decoder_computes_the_same_function():
         widen_decoder(DCIGN(ModelConfig(width=0.5)), wide, torch.Generator())
 
 
-def test_a_hidden_layer_after_the_code_starts_as_the_linear_layer_it_precedes():
-    torch.manual_seed(0)
-    plain = DCIGN(ModelConfig(width=0.25))  # the decoder's linear layer has 6 x 4 x 4 = 96 outputs
-    deep = DCIGN(ModelConfig(width=0.25, decoder_hidden=256, decoder_width=0.5))
-    assert deep.decoder_hidden[0].out_features == 256 and deep.decoder_in.in_features == 256
-    assert isinstance(plain.decoder_hidden, torch.nn.Identity)
-    assert not any(k.startswith("decoder_hidden") for k in plain.state_dict())  # old runs load
-    x, eps = torch.rand(3, 1, 64, 64), torch.randn(3, 200)
-    widen_decoder(plain, deep, torch.Generator().manual_seed(1), noise=0.0)
-    with torch.no_grad():
-        torch.testing.assert_close(deep(x, eps)[0], plain(x, eps)[0], rtol=0, atol=1e-5)
-    assert count_flops(deep.config) > count_flops(ModelConfig(width=0.25, decoder_width=0.5))
-    with pytest.raises(DcignError, match="at least 192"):
-        widen_decoder(plain, DCIGN(ModelConfig(width=0.25, decoder_hidden=100)), torch.Generator())
-    with pytest.raises(DcignError, match="hidden layer of 256"):
-        widen_decoder(deep, DCIGN(ModelConfig(width=0.25, decoder_hidden=512, decoder_width=0.5)),
-                      torch.Generator())
-    with pytest.raises(DcignError, match="decoder_hidden"):
-        ModelConfig(decoder_hidden=-1)
+def test_old_configs_with_the_removed_hidden_layer_load_when_it_was_off(tmp_path):
+    from trainer.checkpoint import model_config_from_dict
+    from trainer.errors import CheckpointError
+    old = {**ModelConfig(width=0.25).to_dict(), "decoder_hidden": 0}  # as the shipped configs
+    assert model_config_from_dict(old, "config.json") == ModelConfig(width=0.25)
+    with pytest.raises(CheckpointError, match="decoder_hidden = 96"):
+        model_config_from_dict({**old, "decoder_hidden": 96}, "config.json")

@@ -1,5 +1,7 @@
 """The clamp + invariance piece, checked against values computed by hand; the batch-type sampler."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -7,8 +9,9 @@ import torch
 from trainer.errors import DcignError
 from trainer.faces.datasets import BATCH_TYPES
 from trainer.model import DCIGN, DCIGN_LATENTS, ModelConfig
-from trainer.monovariant import (ActiveSpread, MonovariantClamp, batch_type_probabilities,
-                                 clamp_invariance, inactive_mask, sample_monovariant_batch)
+from trainer.monovariant import (ActiveSpread, GroupedClamp, MonovariantClamp,
+                                 batch_type_probabilities, clamp_invariance, inactive_mask,
+                                 sample_monovariant_batch)
 
 X = [[1.0, 2.0, 3.0],
      [3.0, 6.0, 1.0]]          # batch mean [2, 4, 2]
@@ -142,3 +145,50 @@ def test_batch_type_sampler_follows_the_ratio():
     assert all(len(set(rows.tolist()) & set(batches[b].ravel())) == 20 for b, rows in draws[:50])
     with pytest.raises(DcignError):
         batch_type_probabilities((1, 1, 1))
+
+
+@pytest.mark.parametrize("scale", ["absolute", "relative"])
+def test_grouped_batches_give_the_sum_of_the_one_batch_gradients(scale):
+    """batches_per_step = K: K groups of 20 in one pass, each clamped against its own mean with
+    its own batch type, have the gradient of the K one-batch steps added up."""
+    from trainer.train import forward_backward
+
+    torch.manual_seed(0)
+    config = ModelConfig(image_size=64, width=0.05, latent_dim=12)  # small: the sums are exact
+    model = DCIGN(config)
+    types = ["AZ_VARIED", "SHAPE_VARIED", None]  # None: an unclamped batch
+    x = torch.rand(len(types) * 20, 1, 64, 64)
+    eps = torch.randn(len(types) * 20, 12)
+
+    def clamps():
+        spread = ActiveSpread(12) if scale == "relative" else None
+        return [None if t is None else
+                MonovariantClamp(inactive_mask(t, config.latent_names, 12), "mean", 10.0, spread)
+                for t in types]
+
+    def gradients(step):
+        model.zero_grad(set_to_none=True)
+        step()
+        return [p.grad.clone() for p in model.parameters()]
+
+    nothing = contextlib.nullcontext()
+    grouped = gradients(lambda: forward_backward(model, x, eps, GroupedClamp(clamps(), 20), 0.5,
+                                                 nothing))
+    one_by_one = clamps()
+
+    def each_batch():
+        for i, clamp in enumerate(one_by_one):
+            rows = slice(20 * i, 20 * (i + 1))
+            forward_backward(model, x[rows], eps[rows], clamp, 0.5, nothing)
+    summed = gradients(each_batch)
+    for g, s in zip(grouped, summed):
+        torch.testing.assert_close(g, s, rtol=1e-4, atol=1e-4)
+    # not what one clamp over all the rows (one mean, one batch type) would give
+    whole = gradients(lambda: forward_backward(model, x, eps, clamps()[0], 0.5, nothing))
+    assert any(not torch.allclose(g, w, rtol=1e-3, atol=1e-3) for g, w in zip(grouped, whole))
+
+
+def test_grouped_clamp_needs_whole_groups():
+    clamp = GroupedClamp([None, None], 20)
+    with pytest.raises(DcignError):
+        clamp(torch.zeros(30, 4), torch.zeros(30, 4))

@@ -16,10 +16,10 @@ import trainer.train as train_mod
 from dcign_eval import load_model
 from test_trainer_data import make_monovariant_data
 from trainer.__main__ import main as trainer_main
-from trainer.checkpoint import load_checkpoint
+from trainer.checkpoint import load_checkpoint, read_lineage
 from trainer.faces.datasets import BATCH_TYPES
 from trainer.errors import CheckpointError, DatasetError, DcignError
-from trainer.train import NonFiniteLoss, TrainConfig, train
+from trainer.train import SHAPE_OPTIONS, NonFiniteLoss, TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -216,15 +216,13 @@ def test_freeze_encoder_trains_the_decoder_alone(data, tmp_path):
         a = widened.model.decode(widened.model.encode(x)[0])
         b = mono.model.decode(mono.model.encode(x)[0])
     torch.testing.assert_close(a, b, rtol=0, atol=0.02)
-    deeper = train(tiny(data, tmp_path / "deeper", mode="vae", steps=0, freeze_encoder=True,
-                        decoder_hidden=96, widen_decoder=True, init_from=str(tmp_path / "mono")))
-    with torch.no_grad():
-        c = deeper.model.decode(deeper.model.encode(x)[0])
-    torch.testing.assert_close(c, b, rtol=0, atol=1e-5)
-    assert deeper.model.config.decoder_hidden == 96
     with pytest.raises(DcignError) as e:
         train(tiny(data, tmp_path / "widen0", widen_decoder=True))
     assert "--init-from" in one_line_error(e)
+    with pytest.raises(DcignError) as e:  # nothing to widen: an error, not a silent no-op
+        train(tiny(data, tmp_path / "widen1", mode="vae", freeze_encoder=True, widen_decoder=True,
+                   init_from=str(tmp_path / "mono")))
+    assert "already has this shape" in one_line_error(e)
     with pytest.raises(CheckpointError) as e:  # without the freeze, the decoder must fit
         train(tiny(data, tmp_path / "wide2", decoder_width=0.25, init_from=str(tmp_path / "mono")))
     assert "decoder_channels" in one_line_error(e)
@@ -251,25 +249,17 @@ def test_unclamped_share_mixes_in_unclamped_batches(data, tmp_path):
     assert "unclamped_share" in one_line_error(e)
 
 
-def test_decoder_noise_scales_the_sampling_noise(data, tmp_path, monkeypatch):
-    real, seen = train_mod.forward_backward, []
-
-    def spy(fwd, x, eps, *args):
-        seen.append(eps.abs().max().item())
-        return real(fwd, x, eps, *args)
-
-    monkeypatch.setattr(train_mod, "forward_backward", spy)
-    train(tiny(data, tmp_path / "mono", steps=2, val_every=0))
-    train(tiny(data, tmp_path / "dec", mode="vae", steps=2, val_every=0, freeze_encoder=True,
-               decoder_noise=0, init_from=str(tmp_path / "mono")))
-    assert min(seen[:2]) > 0 and seen[2:] == [0.0, 0.0]
-    with pytest.raises(CheckpointError) as e:  # a resume keeps it
-        train(tiny(data, tmp_path / "dec", mode="vae", steps=3, freeze_encoder=True,
-                   resume=True))
-    assert "decoder_noise" in one_line_error(e)
+def test_removed_options_read_from_old_configs_only_when_they_changed_nothing(data, tmp_path):
+    old = {**TrainConfig().to_dict(), "decoder_noise": 1.0, "decoder_hidden": 0}
+    assert TrainConfig.from_dict(old) == TrainConfig()
+    for key, value in (("decoder_noise", 0.0), ("decoder_hidden", 96)):
+        with pytest.raises(DcignError) as e:
+            TrainConfig.from_dict({**old, key: value}, "config.json")
+        assert f"config.json sets {key} = {value!r}; that option was removed" in \
+            one_line_error(e)
     with pytest.raises(DcignError) as e:
-        train(tiny(data, tmp_path / "bad", decoder_noise=1.5))
-    assert "decoder_noise" in one_line_error(e)
+        trainer_main(["--decoder-noise", "0"])
+    assert "--decoder-noise" in one_line_error(e)
 
 
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(data, tmp_path, monkeypatch):
@@ -370,6 +360,74 @@ def test_not_a_checkpoint(data, tmp_path):
     with pytest.raises(CheckpointError) as e:
         train(tiny(data, tmp_path / "run", init_from=str(junk)))
     assert "not a run directory" in one_line_error(e)
+
+
+def test_options_a_mode_ignores_are_errors(data, tmp_path):
+    for key, value in (("invariance_strength", 100.0), ("ratio", (1.0, 1.0, 1.0, 1.0)),
+                       ("clamp_reference", "first"), ("invariance_scale", "relative")):
+        with pytest.raises(DcignError) as e:
+            train(tiny(data, tmp_path / "vae", mode="vae", **{key: value}))
+        assert f"{key} means nothing in vae mode" in one_line_error(e)
+    assert not (tmp_path / "vae").exists()
+    # their defaults are not "set": a vae run's config holds them
+    train(tiny(data, tmp_path / "vae", mode="vae", steps=1, invariance_strength=0.01))
+
+
+def test_kl_weight_and_the_deprecated_beta(data, tmp_path, capsys, monkeypatch):
+    a = trainer_main(["--data", str(data), "--out", str(tmp_path / "a"), "--steps", "2",
+                      "--width", "0.125", "--quiet", "--no-verify-data", "--beta", "0.5"])
+    assert a == 0 and "--beta is deprecated; use --kl-weight" in capsys.readouterr().err
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["train"]["kl_weight"] == 0.5
+    with pytest.raises(DcignError) as e:
+        trainer_main(["--beta", "0.5", "--kl-weight", "0.5"])
+    assert "both 'beta' and its new name 'kl_weight'" in one_line_error(e)
+    # a run saved before the rename (its config says "beta") resumes with its KL weight
+    real = TrainConfig.to_dict
+
+    def old_names(self):
+        d = real(self)
+        d["beta"] = d.pop("kl_weight")
+        return d
+    monkeypatch.setattr(TrainConfig, "to_dict", old_names)
+    train(tiny(data, tmp_path / "old", steps=2, kl_weight=0.5))
+    monkeypatch.setattr(TrainConfig, "to_dict", real)
+    assert "beta" in json.loads((tmp_path / "old" / "config.json").read_text())["train"]
+    assert trainer_main(["--out", str(tmp_path / "old"), "--resume", "--steps", "3"]) == 0
+    assert load_checkpoint(tmp_path / "old").config["train"]["kl_weight"] == 0.5
+    # the shipped models' configs, which say "beta", still read
+    from dcign_eval.models import SHIPPED_DIR
+    for name in ("dcign", "vae"):
+        train_cfg = json.loads((SHIPPED_DIR / name / "config.json").read_text())["train"]
+        assert TrainConfig.from_dict(train_cfg).kl_weight == train_cfg.get("beta", 1.0)
+
+
+def test_the_shape_is_saved_once_as_the_model_config(data, tmp_path):
+    cfg = tiny(data, tmp_path / "run", steps=1, code_width=0.25)
+    train(cfg)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert not set(SHAPE_OPTIONS) & set(config["train"])
+    assert (config["model"]["width"], config["model"]["code_width"]) == (0.125, 0.25)
+    assert TrainConfig.from_run_config(config) == cfg
+    assert trainer_main(["--out", str(tmp_path / "run"), "--resume", "--steps", "2"]) == 0
+    # the shipped models' configs, saved with a copy of the shape among their options
+    from dcign_eval.models import SHIPPED_DIR
+    for name in ("dcign", "vae"):
+        shipped = json.loads((SHIPPED_DIR / name / "config.json").read_text())
+        read = TrainConfig.from_run_config(shipped)
+        assert (read.width, read.code_width, read.decoder_width, read.latent_dim) == \
+            tuple(shipped["train"][k] for k in ("width", "code_width", "decoder_width",
+                                                 "latent_dim"))
+
+
+def test_batches_per_step_feeds_several_batches_a_step(data, tmp_path):
+    result = train(tiny(data, tmp_path / "grouped", steps=2, batches_per_step=3, val_every=0))
+    assert [h["batch_type"] for h in result.history] == ["3 BATCHES"] * 2
+    assert read_lineage(tmp_path / "grouped").images == 2 * 3 * 20
+    one = train(tiny(data, tmp_path / "one", steps=2, val_every=0))
+    assert [h["batch_type"] for h in one.history][0] in BATCH_TYPES
+    with pytest.raises(CheckpointError) as e:  # a resume keeps it
+        train(tiny(data, tmp_path / "grouped", steps=3, resume=True))
+    assert "batches_per_step" in one_line_error(e)
 
 
 def test_unknown_config_keys(data, tmp_path):

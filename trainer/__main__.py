@@ -3,10 +3,12 @@
 Every :class:`~trainer.train.TrainConfig` field is a flag (``--batch-size``, ``--clamp-reference``,
 ...). Values come from, in increasing priority: the defaults, the run's saved config (with
 ``--resume``), a ``--config FILE.json`` of TrainConfig keys, and the flags. ``dcign-eval train``
-forwards its arguments here unchanged.
+forwards its arguments here unchanged. ``--recipe FILE --out DIR`` trains a recipe's stages instead
+(:mod:`trainer.recipe`). ``--beta`` is the deprecated name of ``--kl-weight``.
 
 Examples::
 
+    python -m trainer --recipe recipes/dcign.toml --out runs/dcign   # every stage of a model
     python -m trainer --data data/mono64 --out runs/dcign64
     python -m trainer --data data/mono64 --out runs/vae64 --mode vae
     python -m trainer --data data/mono64 --out runs/dcign64-pre --init-from runs/vae64
@@ -34,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    from trainer.train import TrainConfig
+    from trainer.train import MODES, TrainConfig
     p = _Parser(prog=prog, description="Train a DC-IGN (monovariant) or the entangled VAE "
                 "baseline. Values: defaults < the run's saved config (--resume) < --config file "
                 "< flags.",
@@ -44,12 +46,18 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     for f in fields(TrainConfig):
         flag, default = "--" + f.name.replace("_", "-"), f.default
         help = f"{f.metadata['help']} (default: {default!r})"
+        if tuple(f.metadata["modes"]) != MODES:
+            help += f" [{' and '.join(f.metadata['modes'])} mode only]"
         if isinstance(default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, help=help)
         elif isinstance(default, tuple):
             p.add_argument(flag, nargs=len(default), type=float, metavar="X", help=help)
         else:
             p.add_argument(flag, type=type(default), help=help)
+    p.add_argument("--beta", type=float, help="deprecated: the old name of --kl-weight")
+    p.add_argument("--recipe", metavar="FILE.toml",
+                   help="train a recipe's stages instead: --recipe FILE --out DIR "
+                        "[--set KEY=VALUE ...] [--plan] (see trainer/recipe.py)")
     return p
 
 
@@ -68,17 +76,26 @@ def read_config_file(path: str) -> dict:
 def config_from_argv(argv: list[str] | None = None, prog: str = PROG):
     """Parse the command line into a TrainConfig (see the module docstring for priorities)."""
     from trainer.checkpoint import read_config
-    from trainer.train import TrainConfig
+    from trainer.recipe import warn
+    from trainer.train import RENAMED, TrainConfig, renamed_keys
     args = vars(build_parser(prog).parse_args(argv))
     values: dict = {}
     config_file = args.pop("config", None)
     from_file = read_config_file(config_file) if config_file else {}
+    for old, new in RENAMED.items():
+        if old in args:
+            warn(f"--{old} is deprecated; use --{new.replace('_', '-')}")
+        if old in from_file:
+            warn(f"{old!r} in config file {config_file} is deprecated; call it {new!r}")
+    args = renamed_keys(args, "the command line")
+    from_file = renamed_keys(from_file, f"config file {config_file}")
     TrainConfig.from_dict(from_file, f"config file {config_file}")  # unknown keys fail here
     if args.get("resume", from_file.get("resume", False)):
         out = args.get("out", from_file.get("out"))
         if not out:
             raise DcignError("--resume needs --out RUN_DIR")
-        values.update(read_config(out)["train"])
+        values.update(TrainConfig.from_run_config(read_config(out), f"{out}/config.json")
+                      .to_dict())
     values.update(from_file)
     values.update(args)
     return TrainConfig.from_dict(values, "the command line")
@@ -87,6 +104,10 @@ def config_from_argv(argv: list[str] | None = None, prog: str = PROG):
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     """Train; returns the exit status (0, or 128 + signal number when interrupted)."""
     from trainer.train import train
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--recipe" or a.startswith("--recipe=") for a in argv):
+        from trainer.recipe import main as recipe_main
+        return recipe_main(argv, prog)
     result = train(config_from_argv(argv, prog))
     if result.status == "interrupted":
         if result.rank == 0:

@@ -10,8 +10,19 @@ A run directory holds
   run adds its running spread estimates;
 * ``history.csv``       -- one row per training step and per validation: step, split, batch_type,
   neg_elbo, bce, kl (per-image means), seconds since the run started;
-* ``state.json``        -- step, status (running / finished / interrupted) and the sha256 of every
-  other file. It is written last and is what makes a directory a checkpoint.
+* ``state.json``        -- step, status (running / finished / interrupted), the hardware it last
+  ran on and the sha256 of every other file. It is written last and is what makes a directory a
+  checkpoint;
+* ``lineage.json``, ``lineage.csv`` -- only in a run that starts from another (``--init-from``, a
+  recipe's stages): every stage it descends from, earliest first (options, steps, images, wall
+  time, hardware; the recipe's text), and their histories, one ``stage`` column more than
+  ``history.csv``. :func:`read_lineage` joins them with the run's own record.
+
+A recipe's output directory (``dcign-eval train --recipe FILE --out DIR``) holds ``recipe.json``
+(the recipe's text and its stages) and one run directory per stage, ``DIR/<stage>``; a stage that
+another starts from at an earlier step keeps that step's checkpoint in ``DIR/<stage>@<step>``.
+:func:`resolve_run_dir` turns ``DIR`` into its last stage's run directory, so every loader takes
+``DIR`` as the recipe's final model.
 
 Nothing is ever unpickled as code: weights load with safetensors, the two ``.pt`` files with
 ``torch.load(weights_only=True)``.
@@ -46,14 +57,17 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
 from trainer.errors import CheckpointError
-from trainer.io import remove_stale, sha256_file
-from trainer.model import ModelConfig
+from trainer.io import atomic_write_json, remove_stale, sha256_file
+from trainer.model import REMOVED_FIELDS, ModelConfig
 
 FORMAT = "dcign-run"
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, OPTIMIZER, RNG, HISTORY, STATE = (
     "model.safetensors", "config.json", "optimizer.pt", "rng.pt", "history.csv", "state.json")
+LINEAGE, LINEAGE_HISTORY = "lineage.json", "lineage.csv"
+RECIPE_RUN, RECIPE_FORMAT = "recipe.json", "dcign-recipe-run"
 HISTORY_COLUMNS = ("step", "split", "batch_type", "neg_elbo", "bce", "kl", "seconds")
+LINEAGE_COLUMNS = ("stage",) + HISTORY_COLUMNS
 CONFIG_KEYS = {"format", "format_version", "model", "train", "latent_layout", "data"}
 DATA_KEYS = {"path": str, "image_size": int, "train_checksum": str, "test_checksum": str,
              "train_images": int, "test_images": int}  # config.json's "data" section
@@ -71,6 +85,7 @@ class Checkpoint:
     history: list[dict] = field(default_factory=list)
     optimizer: dict | None = None
     rng: dict | None = None
+    lineage: dict | None = None  # with training_state: lineage.json, its "history" from the csv
 
     @property
     def model_config(self) -> ModelConfig:
@@ -95,6 +110,12 @@ def latent_layout(model_config: ModelConfig) -> dict:
 
 
 def model_config_from_dict(d: dict, source) -> ModelConfig:
+    for key, value in REMOVED_FIELDS.items():  # an old config's field at its no-op value
+        if key in d:
+            if d[key] != value:
+                raise CheckpointError(f"{source} has model {key} = {d[key]!r}, which this "
+                                      f"version no longer builds (only {value!r})")
+            d = {k: v for k, v in d.items() if k != key}
     known = {f.name for f in fields(ModelConfig)}
     unknown = sorted(set(d) - known)
     if unknown:
@@ -147,11 +168,12 @@ def is_run_dir(path: str | os.PathLike) -> bool:
 
 def save_checkpoint(run_dir: str | os.PathLike, *, model: torch.nn.Module, config: dict,
                     state: dict, optimizer: torch.optim.Optimizer | None = None,
-                    rng: dict | None = None, history: list[dict] | None = None) -> None:
+                    rng: dict | None = None, history: list[dict] | None = None,
+                    lineage: dict | None = None) -> None:
     """Write a complete checkpoint into ``run_dir`` atomically (see the module docstring).
 
     ``config`` is the ``config.json`` body without the format fields; ``state`` must hold
-    ``step``; the file checksums are added here.
+    ``step``; the file checksums are added here. ``lineage``: as :func:`new_lineage` makes it.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -167,6 +189,10 @@ def save_checkpoint(run_dir: str | os.PathLike, *, model: torch.nn.Module, confi
         if rng is not None:
             blobs[RNG] = _torch_bytes(rng)
         blobs[HISTORY] = _history_bytes(history or [])
+        if lineage is not None:
+            record = {k: v for k, v in lineage.items() if k != "history"}
+            blobs[LINEAGE] = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
+            blobs[LINEAGE_HISTORY] = _history_bytes(lineage.get("history", []), LINEAGE_COLUMNS)
         full_state = dict(state, saved_at=time.time(), torch_version=torch.__version__,
                           files={name: _sha256(data) for name, data in blobs.items()})
         blobs[STATE] = (json.dumps(full_state, indent=2, sort_keys=True) + "\n").encode()
@@ -223,19 +249,11 @@ def load_checkpoint(run_dir: str | os.PathLike, *, training_state: bool = False,
     """
     run_dir = _check_run_dir(run_dir)
     config = read_config(run_dir)
-    state = _read_json(run_dir / STATE)
-    if not isinstance(state, dict) or not isinstance(state.get("step"), int) \
-            or not isinstance(state.get("files"), dict):
-        raise CheckpointError(f"{run_dir / STATE} is not a dcign-eval checkpoint state")
+    state = _read_state(run_dir)
     needed = [WEIGHTS, CONFIG] + ([OPTIMIZER, RNG, HISTORY] if training_state else [])
-    for name in needed:
-        if not (run_dir / name).is_file():
-            raise CheckpointError(f"{run_dir} is incomplete ({name} missing)")
-        if name not in state["files"]:
-            raise CheckpointError(f"{run_dir / STATE} lists no checksum for {name}")
-        if verify and sha256_file(run_dir / name) != state["files"][name]:
-            raise CheckpointError(f"{run_dir / name} is corrupt or from another checkpoint "
-                                  f"(sha256 does not match state.json)")
+    if training_state and LINEAGE in state["files"]:
+        needed += [LINEAGE, LINEAGE_HISTORY]
+    _check_files(run_dir, state, needed, verify)
     try:
         weights = safetensors_load((run_dir / WEIGHTS).read_bytes())
     except (SafetensorError, ValueError, OSError) as e:
@@ -245,6 +263,8 @@ def load_checkpoint(run_dir: str | os.PathLike, *, training_state: bool = False,
         ckpt.optimizer = _torch_load(run_dir / OPTIMIZER)
         ckpt.rng = _torch_load(run_dir / RNG)
         ckpt.history = _read_history(run_dir / HISTORY)
+        if LINEAGE in state["files"]:
+            ckpt.lineage = _read_lineage_files(run_dir)
     return ckpt
 
 
@@ -271,7 +291,166 @@ def load_weights_into(model: torch.nn.Module, ckpt: Checkpoint,
     model.load_state_dict({k: ckpt.weights[k] for k in own}, strict=only is None)
 
 
-# -- helpers ---------------------------------------------------------------------------------------
+# -- lineage: the stages a run descends from ------------------------------------------------------
+
+@dataclass
+class Lineage:
+    """Every stage a run descends from, earliest first, and the run itself last.
+
+    ``stages``: one record a stage (:func:`stage_record`): ``name``, ``mode``, ``train`` (its
+    options), ``model``, ``data``, ``steps``, ``images``, ``seconds`` (wall time), ``hardware``,
+    ``torch_version``, ``status`` and ``start`` (``{"stage", "step"}`` it started from, or None).
+    ``history``: the stages' histories joined, with ``stage``, ``stage_index`` and
+    ``stage_step`` (the step inside the stage) added and ``step`` / ``seconds`` counted from the
+    first stage's start.
+    ``recipe``: the recipe's text when a recipe made it, else None.
+    """
+
+    stages: list[dict]
+    history: list[dict]
+    recipe: str | None = None
+    recipe_file: str | None = None
+
+    @property
+    def steps(self) -> int:
+        return sum(s["steps"] for s in self.stages)
+
+    @property
+    def images(self) -> int:
+        return sum(s["images"] for s in self.stages)
+
+    @property
+    def seconds(self) -> float:
+        return sum(s["seconds"] for s in self.stages)
+
+    def boundaries(self) -> list[tuple[str, int, int]]:
+        """``(stage, first step, last step)`` of each stage on the joined step axis."""
+        out, start = [], 0
+        for s in self.stages:
+            out.append((s["name"], start + 1, start + s["steps"]))
+            start += s["steps"]
+        return out
+
+
+def resolve_run_dir(path: str | os.PathLike) -> Path:
+    """A run directory itself, or a recipe's output directory's last stage (its final model).
+
+    CheckpointError when the recipe's last stage has not finished yet.
+    """
+    path = Path(path)
+    if (path / STATE).is_file() or not (path / RECIPE_RUN).is_file():
+        return path
+    record = read_recipe_run(path)
+    final = path / record["final"]
+    state = _read_json(final / STATE) if (final / STATE).is_file() else {}
+    if not isinstance(state, dict) or state.get("status") != "finished":
+        raise CheckpointError(f"{path} is a recipe's run whose last stage {record['final']!r} "
+                              f"has not finished; run `dcign-eval train --recipe "
+                              f"{record.get('recipe_file') or 'FILE'} --out {path}` again to "
+                              f"finish it, or load one stage's run directory")
+    return final
+
+
+def stage_dir(root: str | os.PathLike, stage: str, step: int | None = None) -> Path:
+    """A recipe stage's run directory under ``root`` (``step``: the copy kept at that step)."""
+    return Path(root) / (stage if step is None else f"{stage}@{step}")
+
+
+def read_recipe_run(root: str | os.PathLike) -> dict:
+    """The ``recipe.json`` record of a recipe's output directory."""
+    record = _read_json(Path(root) / RECIPE_RUN)
+    if not isinstance(record, dict) or record.get("format") != RECIPE_FORMAT \
+            or not isinstance(record.get("final"), str) or not record["final"] \
+            or "/" in record["final"] or record["final"].startswith("."):
+        raise CheckpointError(f"{Path(root) / RECIPE_RUN} is not a dcign-eval recipe record")
+    return record
+
+
+def write_recipe_run(root: str | os.PathLike, record: dict) -> None:
+    """Write ``root/recipe.json`` atomically (``record`` holds at least ``final``)."""
+    atomic_write_json(Path(root) / RECIPE_RUN, {"format": RECIPE_FORMAT, **record})
+
+
+def stage_record(run_dir: str | os.PathLike, config: dict, state: dict, history: list[dict],
+                 name: str | None = None, start: dict | None = None) -> dict:
+    """One stage's record, from its run directory's config, state and history."""
+    train = config.get("train", {})
+    steps = int(state.get("step", 0))
+    per_step = (int(train.get("batch_size", 0)) * int(train.get("batches_per_step", 1))
+                * int(state.get("world_size", 1)))
+    seconds = max((float(h["seconds"]) for h in history), default=0.0)
+    return {"name": name or Path(run_dir).name, "mode": train.get("mode"), "train": train,
+            "model": config.get("model", {}), "data": config.get("data", {}), "steps": steps,
+            "images": steps * per_step, "seconds": seconds,
+            "hardware": state.get("hardware", "unknown"),
+            "torch_version": state.get("torch_version", "unknown"),
+            "status": state.get("status", "unknown"), "start": start}
+
+
+def new_lineage(parent: str | os.PathLike | None, *, stage: str | None = None,
+                recipe: str | None = None, recipe_file: str | None = None) -> dict | None:
+    """The lineage a run starting from run directory ``parent`` records (:func:`save_checkpoint`):
+    ``parent``'s own lineage and ``parent`` itself as the last ancestor. None when there is
+    nothing to record (no parent, no stage name, no recipe)."""
+    if parent is None and stage is None and recipe is None:
+        return None
+    ancestors, history = [], []
+    if parent is not None:
+        lineage = read_lineage(parent)
+        # the stages' histories are told apart by name: two runs of one name get #2, #3, ...
+        names: list[str] = []
+        for s in lineage.stages:
+            name, n = s["name"], 1
+            while name in names:
+                n += 1
+                name = f"{s['name']}#{n}"
+            names.append(name)
+        ancestors = [dict(s, name=name) for s, name in zip(lineage.stages, names)]
+        history = [{"stage": names[h["stage_index"]], **{k: h[k] for k in HISTORY_COLUMNS},
+                    "step": h["stage_step"],
+                    "seconds": round(h["seconds"] - h["stage_offset_seconds"], 3)}
+                   for h in lineage.history]
+        if recipe is None:
+            recipe, recipe_file = lineage.recipe, lineage.recipe_file
+    return {"stage": stage, "recipe": recipe, "recipe_file": recipe_file,
+            "start": ({"stage": ancestors[-1]["name"], "step": ancestors[-1]["steps"]}
+                      if ancestors else None),
+            "ancestors": ancestors, "history": history}
+
+
+def read_lineage(run_dir: str | os.PathLike, verify: bool = True) -> Lineage:
+    """The whole lineage of a run directory (or of a recipe's final model): every stage it
+    descends from and itself, with one joined history (see :class:`Lineage`)."""
+    run_dir = _check_run_dir(run_dir)
+    config = read_config(run_dir)
+    state = _read_state(run_dir)
+    names = [HISTORY] + ([LINEAGE, LINEAGE_HISTORY] if LINEAGE in state["files"] else [])
+    _check_files(run_dir, state, names, verify)
+    own_history = _read_history(run_dir / HISTORY)
+    lineage = _read_lineage_files(run_dir) if LINEAGE in state["files"] else {
+        "ancestors": [], "history": [], "stage": None, "recipe": None, "start": None}
+    own = stage_record(run_dir, config, state, own_history, name=lineage.get("stage"),
+                       start=lineage.get("start"))
+    stages = list(lineage["ancestors"]) + [own]
+    by_stage: dict[str, list[dict]] = {}
+    for h in lineage["history"]:
+        by_stage.setdefault(h["stage"], []).append(h)
+    history, step0, seconds0 = [], 0, 0.0
+    for i, s in enumerate(stages):
+        rows = own_history if i == len(stages) - 1 else by_stage.get(s["name"], [])
+        for h in rows:
+            if h["step"] > s["steps"]:  # a stage another starts from at an earlier step
+                continue
+            history.append({**{k: h[k] for k in HISTORY_COLUMNS}, "stage": s["name"],
+                            "stage_index": i, "stage_step": h["step"],
+                            "step": step0 + h["step"],
+                            "stage_offset_seconds": seconds0,
+                            "seconds": round(seconds0 + h["seconds"], 3)})
+        step0 += s["steps"]
+        seconds0 += s["seconds"]
+    return Lineage(stages=stages, history=history, recipe=lineage.get("recipe"),
+                   recipe_file=lineage.get("recipe_file"))
+
 
 def read_history(run_dir: str | os.PathLike) -> list[dict]:
     """The training history of a run directory, a dict per row (:data:`HISTORY_COLUMNS`); [] for
@@ -280,8 +459,10 @@ def read_history(run_dir: str | os.PathLike) -> list[dict]:
     return _read_history(path) if path.is_file() else []
 
 
+# -- helpers ---------------------------------------------------------------------------------------
+
 def _check_run_dir(run_dir) -> Path:
-    run_dir = Path(run_dir)
+    run_dir = resolve_run_dir(run_dir)
     if not run_dir.exists():
         raise CheckpointError(f"no run directory at {run_dir}")
     if not run_dir.is_dir():
@@ -318,26 +499,57 @@ def _torch_load(path: Path):
                               f"damaged ({_one_line(e)})") from None
 
 
-def _history_bytes(history: list[dict]) -> bytes:
+def _history_bytes(history: list[dict], columns: tuple[str, ...] = HISTORY_COLUMNS) -> bytes:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     return buf.getvalue().encode()
 
 
-def _read_history(path: Path) -> list[dict]:
+def _read_history(path: Path, columns: tuple[str, ...] = HISTORY_COLUMNS) -> list[dict]:
     rows = []
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != HISTORY_COLUMNS:
+        if tuple(reader.fieldnames or ()) != columns:
             raise CheckpointError(f"{path} has columns {reader.fieldnames}, "
-                                  f"expected {list(HISTORY_COLUMNS)}")
-        for row in reader:
-            rows.append({"step": int(row["step"]), "split": row["split"],
-                         "batch_type": row["batch_type"],
-                         **{k: float(row[k]) for k in ("neg_elbo", "bce", "kl", "seconds")}})
+                                  f"expected {list(columns)}")
+        try:
+            for row in reader:
+                rows.append({**({"stage": row["stage"]} if "stage" in columns else {}),
+                             "step": int(row["step"]), "split": row["split"],
+                             "batch_type": row["batch_type"],
+                             **{k: float(row[k]) for k in ("neg_elbo", "bce", "kl", "seconds")}})
+        except (TypeError, ValueError):
+            raise CheckpointError(f"{path} is corrupt (line {reader.line_num})") from None
     return rows
+
+
+def _read_state(run_dir: Path) -> dict:
+    state = _read_json(run_dir / STATE)
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int) \
+            or not isinstance(state.get("files"), dict):
+        raise CheckpointError(f"{run_dir / STATE} is not a dcign-eval checkpoint state")
+    return state
+
+
+def _check_files(run_dir: Path, state: dict, names: list[str], verify: bool) -> None:
+    for name in names:
+        if not (run_dir / name).is_file():
+            raise CheckpointError(f"{run_dir} is incomplete ({name} missing)")
+        if name not in state["files"]:
+            raise CheckpointError(f"{run_dir / STATE} lists no checksum for {name}")
+        if verify and sha256_file(run_dir / name) != state["files"][name]:
+            raise CheckpointError(f"{run_dir / name} is corrupt or from another checkpoint "
+                                  f"(sha256 does not match state.json)")
+
+
+def _read_lineage_files(run_dir: Path) -> dict:
+    lineage = _read_json(run_dir / LINEAGE)
+    if not isinstance(lineage, dict) or not isinstance(lineage.get("ancestors"), list):
+        raise CheckpointError(f"{run_dir / LINEAGE} is not a dcign-eval lineage")
+    lineage["history"] = _read_history(run_dir / LINEAGE_HISTORY, LINEAGE_COLUMNS)
+    return lineage
 
 
 def _sha256(data: bytes) -> str:

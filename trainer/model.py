@@ -12,9 +12,7 @@ Architecture (the original's ``init_network2_150_mv(200, 96)``, with a width mul
 
 ``code_width`` (default: ``w``) sets the two 24w maps next to the code on its own: at 64x64 they
 are 4x4, so at w = 0.25 the 200 latents are read from and decoded into only 96 numbers.
-``decoder_width`` (default: ``w``) sets the decoder's 48w, 96w, 96w maps on their own, and
-``decoder_hidden`` (default 0, the paper's) puts a ReLU layer of that many units between the code
-and the decoder's linear layer.
+``decoder_width`` (default: ``w``) sets the decoder's 48w, 96w, 96w maps on their own.
 
 The decoder must land exactly on the input size. Four x2 upsamplings, each followed by a 7x7 conv
 with padding p, give ``16 * s0 - 15 * (6 - 2p)`` pixels, so (:func:`decoder_plan`):
@@ -52,10 +50,11 @@ ENCODER_KERNEL, DECODER_KERNEL = 5, 7
 #: the ModelConfig fields that fix the encoder's weights and the code between it and the decoder
 ENCODER_SHAPE = ("image_size", "latent_dim", "encoder_channels", "code_channels")
 #: and those that fix the decoder's beyond the code
-DECODER_SHAPE = ("decoder_channels", "decoder_hidden")
+DECODER_SHAPE = ("decoder_channels",)
 #: config fields that size a part of the network on its own (not by ``width``), and their labels
-OWN_SIZES = (("code_width", "code maps"), ("decoder_width", "decoder"),
-             ("decoder_hidden", "hidden units"))
+OWN_SIZES = (("code_width", "code maps"), ("decoder_width", "decoder"))
+#: fields of earlier versions, read from old configs only at the value that changes nothing
+REMOVED_FIELDS = {"decoder_hidden": 0}
 
 
 def describe_own_sizes(config: Mapping) -> str:
@@ -81,8 +80,6 @@ class ModelConfig:
     code_width: float | None = None
     #: channel multiplier of the decoder's 48-96-96 maps; None: ``width``.
     decoder_width: float | None = None
-    #: units of a ReLU layer between the code and the decoder's linear layer; 0: none (paper).
-    decoder_hidden: int = 0
 
     def __post_init__(self):
         if self.width <= 0:
@@ -90,8 +87,6 @@ class ModelConfig:
         for key in ("code_width", "decoder_width"):
             if getattr(self, key) is not None and getattr(self, key) <= 0:
                 raise DcignError(f"model {key} must be positive, got {getattr(self, key)}")
-        if self.decoder_hidden < 0:
-            raise DcignError(f"model decoder_hidden must be >= 0, got {self.decoder_hidden}")
         n_named = len(self.latent_names)
         if self.latent_dim <= n_named:
             raise DcignError(f"latent_dim {self.latent_dim} leaves no intrinsic latents "
@@ -174,10 +169,7 @@ class DCIGN(nn.Module):
         self.logvar = nn.Linear(n_features, config.latent_dim)
 
         self.s0, pad = decoder_plan(config.image_size)
-        hidden = config.decoder_hidden
-        self.decoder_hidden = (nn.Sequential(nn.Linear(config.latent_dim, hidden), nn.ReLU())
-                               if hidden else nn.Identity())
-        self.decoder_in = nn.Linear(hidden or config.latent_dim, c3 * self.s0 ** 2)
+        self.decoder_in = nn.Linear(config.latent_dim, c3 * self.s0 ** 2)
         k, up = DECODER_KERNEL, nn.Upsample(scale_factor=2, mode="nearest")
         self.decoder = nn.Sequential(
             up, nn.Conv2d(c3, d1, k, padding=pad), nn.ReLU(),
@@ -200,7 +192,7 @@ class DCIGN(nn.Module):
         return self.mu(h).float(), self.logvar(h).float()
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.decoder_in(self.decoder_hidden(z)))
+        h = F.relu(self.decoder_in(z))
         h = h.view(len(z), self._decoder_channels, self.s0, self.s0)
         return self.decoder(h)
 
@@ -235,11 +227,6 @@ def widen_decoder(old: DCIGN, new: DCIGN, generator: torch.Generator,
     copied map are split between the copies in random proportions, so the network computes the
     same function. Gaussian noise of ``noise`` times each widened conv's weight sd is added to
     the copies' incoming weights (copies with identical weights would stay identical under Adam).
-
-    A hidden layer after the code (``decoder_hidden``) that ``old`` lacks starts as the linear
-    layer it goes before: since relu(h) - relu(-h) = h, hidden units computing +-(L z + c) and an
-    output layer [I, -I] give back L z + c; any further hidden units start with random inputs and
-    no outputs. That needs at least twice as many hidden units as the layer has outputs.
     """
     def convs(model: DCIGN) -> list[nn.Conv2d]:
         return [m for m in model.decoder if isinstance(m, nn.Conv2d)]
@@ -249,27 +236,8 @@ def widen_decoder(old: DCIGN, new: DCIGN, generator: torch.Generator,
     if any(m < n for m, n in zip(b.decoder_channels, a.decoder_channels)):
         raise DcignError(f"widen_decoder: cannot narrow the decoder's maps from "
                          f"{a.decoder_channels} to {b.decoder_channels}")
-    n_map = old.decoder_in.out_features
-    add_hidden = b.decoder_hidden and not a.decoder_hidden
-    if a.decoder_hidden != b.decoder_hidden and not add_hidden:
-        raise DcignError(f"widen_decoder: cannot change a hidden layer of {a.decoder_hidden} "
-                         f"units to {b.decoder_hidden}")
-    if add_hidden and b.decoder_hidden < 2 * n_map:
-        raise DcignError(f"widen_decoder: a new hidden layer needs at least {2 * n_map} units "
-                         f"(twice the {n_map} outputs of the layer it goes before), got "
-                         f"{b.decoder_hidden}")
-    keep = {k: v for k, v in old.state_dict().items() if not k.startswith("decoder.")
-            and not (add_hidden and k.startswith("decoder_in."))}
+    keep = {k: v for k, v in old.state_dict().items() if not k.startswith("decoder.")}
     new.load_state_dict({**new.state_dict(), **keep})
-    if add_hidden:
-        first, last = new.decoder_hidden[0], new.decoder_in
-        first.weight[:n_map], first.bias[:n_map] = old.decoder_in.weight, old.decoder_in.bias
-        first.weight[n_map:2 * n_map] = -old.decoder_in.weight
-        first.bias[n_map:2 * n_map] = -old.decoder_in.bias
-        eye = torch.eye(n_map)
-        last.weight.zero_()
-        last.weight[:, :n_map], last.weight[:, n_map:2 * n_map] = eye, -eye
-        last.bias.zero_()
     src, dst = convs(old), convs(new)
     incoming_from = torch.arange(src[0].in_channels)  # which old map feeds each new input map
     share = torch.ones(src[0].in_channels)            # and with what share of its weights
@@ -317,7 +285,6 @@ def count_flops(config: ModelConfig) -> int:
             s //= 2
     macs += 2 * model.mu.in_features * model.mu.out_features
     macs += model.decoder_in.in_features * model.decoder_in.out_features
-    macs += config.latent_dim * config.decoder_hidden
     s = model.s0
     for m in model.decoder:
         if isinstance(m, nn.Upsample):

@@ -205,6 +205,32 @@ class MonovariantClamp:
                 clamp_invariance(logvar, self.inactive, self.reference, strength))
 
 
+class GroupedClamp:
+    """Several monovariant batches in one forward pass (``batches_per_step`` > 1).
+
+    The rows come as consecutive groups of ``size``; group i goes through ``clamps[i]`` (its own
+    batch type's :class:`MonovariantClamp`, clamped against its own batch mean) or, for None,
+    passes unclamped. The loss being a sum over the rows, one step on K groups has the gradient
+    of the K one-batch steps added up.
+    """
+
+    def __init__(self, clamps: list, size: int):
+        self.clamps, self.size = list(clamps), size
+
+    def __call__(self, mu: torch.Tensor, logvar: torch.Tensor):
+        if len(mu) != self.size * len(self.clamps):
+            raise DcignError(f"{len(mu)} rows do not make {len(self.clamps)} groups of "
+                             f"{self.size}")
+        mus, logvars = [], []
+        for i, clamp in enumerate(self.clamps):
+            m, v = mu[i * self.size:(i + 1) * self.size], logvar[i * self.size:(i + 1) * self.size]
+            if clamp is not None:
+                m, v = clamp(m, v)
+            mus.append(m)
+            logvars.append(v)
+        return torch.cat(mus), torch.cat(logvars)
+
+
 def batch_type_probabilities(ratio) -> np.ndarray:
     """Normalise the azimuth : elevation : light : intrinsic ratio to probabilities over
     :data:`BATCH_TYPES`."""

@@ -9,12 +9,14 @@ Monovariant mode (Kulkarni et al. 2015, sec. 3.1): each step draws a batch type 
 azimuth : elevation : light : intrinsic ratio and one monovariant batch of that type; the latents
 outside its active group are clamped and receive the invariance gradient
 (:mod:`trainer.monovariant`). VAE mode (the original's main.lua): the same network on batches of
-faces drawn at random from the whole training split; ``beta`` != 1 makes it a beta-VAE.
+faces drawn at random from the whole training split; ``kl_weight`` != 1 makes it a beta-VAE.
+``batches_per_step`` > 1 puts several batches (each monovariant batch with its own type and its
+own clamp) into one optimiser step, to keep a GPU busy.
 
-The objective is the *sum* over the batch of ``bce + beta * kl`` (the original criteria had
+The objective is the *sum* over the batch of ``bce + kl_weight * kl`` (the original criteria had
 ``sizeAverage = false``). Adam is invariant to the loss scale, but the invariance gradient is not:
 summing keeps ``invariance_strength`` at the original's scale relative to the reconstruction
-gradient. The history logs per-image means; ``neg_elbo`` there always uses beta = 1.
+gradient. The history logs per-image means; ``neg_elbo`` there always has KL weight 1.
 
 Randomness is counter-based: step ``t`` of rank ``r`` draws its batch and its noise from
 ``numpy.random.default_rng([seed, r, t])``. The batch sequence is a pure function of
@@ -30,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import platform
 import signal
 import sys
 import threading
@@ -49,7 +52,8 @@ from trainer.io import DirectoryLock, check_writable_dir
 from trainer.model import (DCIGN, DCIGN_LATENTS, DECODER_SHAPE, ENCODER_SHAPE, ModelConfig,
                            neg_elbo, widen_decoder)
 from trainer.monovariant import (CLAMP_REFERENCES, DEFAULT_RATIO, INVARIANCE_SCALES,
-                                 ActiveSpread, MonovariantClamp, batch_type_probabilities,
+                                 ActiveSpread, GroupedClamp, MonovariantClamp,
+                                 batch_type_probabilities,
                                  inactive_mask, sample_monovariant_batch)
 
 MODES = ("monovariant", "vae")
@@ -57,8 +61,20 @@ LR_SCHEDULES = ("constant", "cosine")
 SPREAD_KEY = "invariance_spread"  # in rng.pt: the ActiveSpread of a relative-invariance run
 
 
-def _knob(default, help: str):
-    return field(default=default, metadata={"help": help})
+def _knob(default, help: str, modes: tuple[str, ...] = MODES):
+    """A TrainConfig field: its default, its --help, and the modes in which it means something
+    (set to anything but its default in another mode, it is an error)."""
+    return field(default=default, metadata={"help": help, "modes": modes})
+
+
+MONOVARIANT = ("monovariant",)
+#: old names of config keys, still read from saved configs, --config files and recipes
+RENAMED = {"beta": "kl_weight"}
+#: the options that are the network's shape: a run saves them once, as its model config
+#: (config.json's "model"), not as a copy among the training options
+SHAPE_OPTIONS = ("latent_dim", "width", "code_width", "decoder_width")
+#: options no recipe uses any more, read from old configs only at the value that changed nothing
+REMOVED = {"decoder_hidden": 0, "decoder_noise": 1.0}
 
 
 @dataclass
@@ -77,29 +93,32 @@ class TrainConfig:
                                          "a cosine (a resumed run keeps its --steps)")
     betas: tuple = _knob((0.9, 0.99), "Adam betas (the original rmsprop.lua's decay rates)")
     eps: float = _knob(1e-8, "Adam epsilon")
-    beta: float = _knob(1.0, "KL weight (beta-VAE); 1 is the plain ELBO")
-    ratio: tuple = _knob(DEFAULT_RATIO, "batch-type ratio azimuth elevation light intrinsic")
+    kl_weight: float = _knob(1.0, "weight of the KL term (a beta-VAE's beta); 1 is the plain "
+                                  "ELBO (formerly --beta)")
+    batches_per_step: int = _knob(1, "batches in one optimiser step: K x batch_size images, each "
+                                     "monovariant batch of 20 with its own type, clamped "
+                                     "against its own mean (the sum of K one-batch gradients; "
+                                     "keeps a GPU busy)")
+    ratio: tuple = _knob(DEFAULT_RATIO, "batch-type ratio azimuth elevation light intrinsic",
+                         MONOVARIANT)
     clamp_reference: str = _knob("mean", "clamp inactive latents to the batch 'mean' (paper) "
-                                         "or the 'first' sample (original code)")
+                                         "or the 'first' sample (original code)", MONOVARIANT)
     invariance_strength: float = _knob(0.01, "scale of the gradient pulling inactive latents "
-                                             "toward the batch mean")
+                                             "toward the batch mean", MONOVARIANT)
     invariance_scale: str = _knob("absolute", "'absolute': the pull is strength * (z - mean) "
                                               "(paper); 'relative': the penalty is each "
                                               "latent's spread when clamped over its spread when "
                                               "active (running estimates), so shrinking a "
-                                              "latent does not lower it")
+                                              "latent does not lower it", MONOVARIANT)
     width: float = _knob(1.0, "channel multiplier; 1 is the paper's 96-48-24 encoder")
     code_width: float = _knob(0.0, "channel multiplier of the 24-channel maps next to the code "
                                    "(encoder's last conv, decoder's reshape); 0: --width")
     decoder_width: float = _knob(0.0, "channel multiplier of the decoder's 48-96-96 maps; "
                                       "0: --width. With --freeze-encoder and an --init-from "
                                       "of another decoder width, the decoder starts afresh")
-    decoder_hidden: int = _knob(0, "units of a ReLU layer between the code and the decoder's "
-                                   "linear layer (0: none, the paper's decoder)")
-    widen_decoder: bool = _knob(False, "with --init-from a run of a smaller decoder: start from "
-                                       "its decoder grown to --decoder-width / --decoder-hidden "
-                                       "so that it computes the same function (Net2WiderNet), "
-                                       "not afresh")
+    widen_decoder: bool = _knob(False, "with --init-from a run of a narrower decoder: start "
+                                       "from its decoder grown to --decoder-width so that it "
+                                       "computes the same function (Net2WiderNet), not afresh")
     latent_dim: int = _knob(200, "latents: azimuth, elevation, light, then intrinsic")
     seed: int = _knob(0, "seed for initialisation, batches and noise")
     checkpoint_every: int = _knob(1000, "steps between checkpoints (and one at the end)")
@@ -113,11 +132,7 @@ class TrainConfig:
     unclamped_share: float = _knob(0.0, "monovariant: share of steps on a random batch of the "
                                         "whole set with nothing clamped, as the baseline trains, "
                                         "so every latent keeps feeding the decoder (not in the "
-                                        "paper)")
-    decoder_noise: float = _knob(1.0, "scale of the sampling noise the decoder sees in training: "
-                                      "1 the ELBO's z = mu + sigma * eps; 0 the encoder's means, "
-                                      "which reconstructions and traversals decode (a sharper "
-                                      "decoder for them; meant with --freeze-encoder)")
+                                        "paper)", MONOVARIANT)
     resume: bool = _knob(False, "continue the run in --out from its last checkpoint")
     compile: bool = _knob(False, "torch.compile the model")
     device: str = _knob("auto", "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
@@ -126,7 +141,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "the config", error=DcignError) -> "TrainConfig":
-        """Build from a dict (JSON lists become tuples); unknown keys raise ``error``."""
+        """Build from a dict (JSON lists become tuples); unknown keys raise ``error``.
+
+        Old key names (:data:`RENAMED`, e.g. a saved config's ``beta``) are read as the new ones.
+        """
+        d = renamed_keys(d, source, error)
         known = [f.name for f in fields(cls)]
         unknown = [k for k in d if k not in known]
         if unknown:
@@ -138,6 +157,27 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_run_config(cls, config: dict, source: str = "the config",
+                        error=CheckpointError) -> "TrainConfig":
+        """A run's options from its whole ``config.json``: the "train" section, with the shape
+        options (:data:`SHAPE_OPTIONS`) read from the model config ("model"). Runs saved before
+        the shape lived there alone hold a copy in "train" too; the model config wins."""
+        model = config.get("model", {})
+        shape = {"latent_dim": model.get("latent_dim"), "width": model.get("width"),
+                 "code_width": model.get("code_width") or 0.0,
+                 "decoder_width": model.get("decoder_width") or 0.0}
+        return cls.from_dict({**config["train"], **{k: v for k, v in shape.items()
+                                                   if v is not None}}, source, error)
+
+    def model_config(self, image_size: int, latent_names: dict) -> ModelConfig:
+        """The network these options ask for (on images of ``image_size``, with those named
+        latents): the one translation of the shape options into the model's config."""
+        return ModelConfig(image_size=image_size, latent_dim=self.latent_dim, width=self.width,
+                           code_width=self.code_width or None,
+                           decoder_width=self.decoder_width or None,
+                           latent_names=dict(latent_names))
 
     def validate(self) -> None:
         def bad(msg):
@@ -161,17 +201,18 @@ class TrainConfig:
                 or not all(0 <= b < 1 for b in self.betas):
             bad(f"Adam needs lr > 0, eps > 0 and 2 betas in [0, 1), got {self.lr}, {self.eps}, "
                 f"{list(self.betas)}")
-        if min(self.beta, self.invariance_strength, self.code_width, self.decoder_width,
-               self.decoder_hidden) < 0:
-            bad("beta, invariance_strength, code_width, decoder_width and decoder_hidden must be "
-                ">= 0")
+        if min(self.kl_weight, self.invariance_strength, self.code_width,
+               self.decoder_width) < 0:
+            bad("kl_weight, invariance_strength, code_width and decoder_width must be >= 0")
+        if self.batches_per_step < 1:
+            bad(f"batches_per_step must be >= 1, got {self.batches_per_step}")
         if not 0 <= self.unclamped_share <= 1:
             bad(f"unclamped_share must be in [0, 1], got {self.unclamped_share}")
-        if self.unclamped_share and self.mode != "monovariant":
-            bad("unclamped_share is a share of monovariant training; in vae mode nothing is "
-                "clamped")
-        if not 0 <= self.decoder_noise <= 1:
-            bad(f"decoder_noise must be in [0, 1], got {self.decoder_noise}")
+        ignored = ignored_options({f.name: getattr(self, f.name) for f in fields(self)},
+                                  self.mode)
+        if ignored:
+            bad(f"{ignored[0]} means nothing in {self.mode} mode (it applies to "
+                f"{' and '.join(mode_of(ignored[0]))} training only); leave it out")
         if self.checkpoint_every < 1 or self.val_every < 0 or self.val_batches < 1:
             bad("need checkpoint_every >= 1, val_every >= 0 and val_batches >= 1")
         if self.freeze_encoder and not (self.init_from or self.resume):
@@ -181,11 +222,41 @@ class TrainConfig:
         batch_type_probabilities(self.ratio)
 
 
+def mode_of(key: str) -> tuple[str, ...]:
+    """The modes in which TrainConfig option ``key`` means something."""
+    return {f.name: f.metadata["modes"] for f in fields(TrainConfig)}[key]
+
+
+def ignored_options(options: dict, mode: str) -> list[str]:
+    """The keys of ``options`` set to other than their default that ``mode`` would ignore."""
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    return [k for k, v in options.items()
+            if k in defaults and mode not in mode_of(k)
+            and (tuple(v) if isinstance(v, list) else v) != defaults[k]]
+
+
+def renamed_keys(d: dict, source: str = "the config", error=DcignError) -> dict:
+    """``d`` with old key names (:data:`RENAMED`) turned into the new ones."""
+    out = dict(d)
+    for key, value in REMOVED.items():
+        if key in out:
+            if out[key] != value:
+                raise error(f"{source} sets {key} = {out[key]!r}; that option was removed (no "
+                            f"recipe used it), only {value!r} still reads")
+            del out[key]
+    for old, new in RENAMED.items():
+        if old in out:
+            if new in out:
+                raise error(f"{source} sets both {old!r} and its new name {new!r}; keep {new!r}")
+            out[new] = out.pop(old)
+    return out
+
+
 # A resumed run keeps these; the others (paths, lengths, intervals, device) may change.
-FIXED_ON_RESUME = ("mode", "batch_size", "lr", "lr_schedule", "betas", "eps", "beta", "ratio",
-                   "clamp_reference", "invariance_strength", "invariance_scale", "width",
-                   "code_width", "decoder_width", "decoder_hidden", "latent_dim", "freeze_encoder",
-                   "unclamped_share", "decoder_noise", "seed")
+FIXED_ON_RESUME = ("mode", "batch_size", "batches_per_step", "lr", "lr_schedule", "betas", "eps",
+                   "kl_weight", "ratio", "clamp_reference", "invariance_strength",
+                   "invariance_scale", "width", "code_width", "decoder_width", "latent_dim",
+                   "freeze_encoder", "unclamped_share", "seed")
 
 
 class NonFiniteLoss(DcignError):
@@ -195,7 +266,7 @@ class NonFiniteLoss(DcignError):
 @dataclass
 class TrainResult:
     step: int
-    status: str  # "finished" or "interrupted"
+    status: str  # "finished", "interrupted" or "paused" (at train's stop_at)
     model: DCIGN  # the unwrapped model, on its device
     history: list
     out: Path
@@ -206,11 +277,13 @@ class TrainResult:
 # -- set-up ----------------------------------------------------------------------------------------
 
 def setup_distributed(device: str) -> tuple[int, int, int]:
-    """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) without it."""
+    """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) without it. A
+    process group already set up (a recipe's, for all its stages) is used as it is."""
     if "RANK" not in os.environ:
         return 0, 0, 1
-    cuda = device != "cpu" and torch.cuda.is_available()
-    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    if not dist.is_initialized():
+        cuda = device != "cpu" and torch.cuda.is_available()
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
     return dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), dist.get_world_size()
 
 
@@ -284,16 +357,16 @@ def evaluate(model: DCIGN, test: FaceDataset, rows_list: list, device: torch.dev
     return dict(zip(("neg_elbo", "bce", "kl"), (totals / n).tolist()))
 
 
-def forward_backward(fwd, x: torch.Tensor, eps: torch.Tensor, clamp, beta: float,
+def forward_backward(fwd, x: torch.Tensor, eps: torch.Tensor, clamp, kl_weight: float,
                      autocast) -> torch.Tensor:
     """One forward and backward pass; returns [neg_elbo, bce, kl] per-image means and the loss.
 
-    The loss is the batch *sum* of bce + beta * kl (see the module docstring).
+    The loss is the batch *sum* of bce + kl_weight * kl (see the module docstring).
     """
     with autocast:
         logits, mu, logvar = fwd(x, eps, clamp)
     nelbo, bce, kl = neg_elbo(logits, x, mu, logvar)
-    loss = (bce + beta * kl).sum()
+    loss = (bce + kl_weight * kl).sum()
     loss.backward()
     return torch.stack([nelbo.mean(), bce.mean(), kl.mean(), loss]).detach()
 
@@ -306,8 +379,7 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 
 def check_resumable(cfg: TrainConfig, ckpt: ckpt_io.Checkpoint, train: FaceDataset) -> None:
-    saved = TrainConfig.from_dict(ckpt.config["train"], str(ckpt.path / ckpt_io.CONFIG),
-                                  error=CheckpointError)
+    saved = TrainConfig.from_run_config(ckpt.config, str(ckpt.path / ckpt_io.CONFIG))
     fixed = FIXED_ON_RESUME + (("steps",) if saved.lr_schedule == "cosine" else ())
     for key in fixed:
         if getattr(saved, key) != getattr(cfg, key):
@@ -363,31 +435,56 @@ class Progress:
 
 # -- the loop --------------------------------------------------------------------------------------
 
-def train(cfg: TrainConfig) -> TrainResult:
+def train(cfg: TrainConfig, *, stop_at: int | None = None,
+          record: dict | None = None) -> TrainResult:
     """Train (or resume) the run described by ``cfg``; returns when done or interrupted.
 
+    Args:
+        stop_at: stop after this step with a checkpoint (status "paused"), as an interruption
+            would; resuming then continues exactly (a recipe keeps a stage's earlier step so).
+        record: what the run's lineage says of it: ``stage`` (its name), ``recipe`` (the
+            recipe's text) and ``recipe_file``; see :func:`trainer.checkpoint.new_lineage`.
     Raises DcignError subclasses for bad input (data, checkpoints, config) and
     :class:`NonFiniteLoss` when the loss stops being finite.
     """
     cfg.validate()
+    own_group = not dist.is_initialized()  # else the caller's, which it tears down itself
     rank, local_rank, world = setup_distributed(cfg.device)
     try:
         # the master alone writes the run directory, and holds it against other processes
         if rank == 0:
             check_writable_dir(cfg.out)
         with DirectoryLock(cfg.out) if rank == 0 else contextlib.nullcontext():
-            result = _train(cfg, rank, local_rank, world)
+            result = _train(cfg, rank, local_rank, world, stop_at, record or {})
         if world > 1:
             # the master writes the last checkpoint after the others are done; tearing gloo down
             # while a peer is still busy can abort that peer (SIGABRT), so all finish together
             dist.barrier()
         return result
     finally:
-        if dist.is_initialized():
+        if own_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainResult:
+def hardware(device: torch.device, world: int = 1) -> str:
+    """What a run trains on, in words: the accelerator, or the CPU and its cores."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return f"{world} x {name}" if world > 1 else name
+    cpu = platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    procs = f"{world} processes, " if world > 1 else ""
+    threads = torch.get_num_threads()
+    return (f"{cpu} CPU, {os.cpu_count()} cores, {procs}{threads} torch "
+            f"thread{'s' if threads != 1 else ''}")
+
+
+def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: int | None,
+           record: dict) -> TrainResult:
     master = rank == 0
     device = pick_device(cfg.device, local_rank)
     cuda = device.type == "cuda"
@@ -425,16 +522,18 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
         names = start_from.model_config.latent_names
     else:
         names = dict(DCIGN_LATENTS) if cfg.mode == "monovariant" else {}
-    model_cfg = ModelConfig(image_size=train_set.size, latent_dim=cfg.latent_dim, width=cfg.width,
-                            code_width=cfg.code_width or None,
-                            decoder_width=cfg.decoder_width or None,
-                            decoder_hidden=cfg.decoder_hidden, latent_names=dict(names))
+    model_cfg = cfg.model_config(train_set.size, names)
     torch.manual_seed(cfg.seed)
     model = DCIGN(model_cfg)
     new_decoder = None  # how a decoder of another shape than --init-from's starts
+    reshaped = start_from is not None and any(
+        getattr(start_from.model_config, k) != getattr(model_cfg, k) for k in DECODER_SHAPE)
+    if resumed is None and start_from is not None and cfg.widen_decoder and not reshaped:
+        raise DcignError(f"widen_decoder: {cfg.init_from}'s decoder already has this shape "
+                         f"({start_from.model_config.decoder_channels} maps); set a wider "
+                         f"decoder_width or leave widen_decoder out")
     if resumed is None and start_from is not None and (cfg.freeze_encoder or cfg.widen_decoder) \
-            and any(getattr(start_from.model_config, k) != getattr(model_cfg, k)
-                    for k in DECODER_SHAPE):
+            and reshaped:
         check_fits(start_from, model_cfg, ENCODER_SHAPE)
         if cfg.widen_decoder:
             narrow = DCIGN(start_from.model_config)
@@ -490,7 +589,8 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
                   for b in BATCH_TYPES}
     val_rows = validation_rows(test_set, cfg.val_batches) if cfg.val_every else []
 
-    run_config = {"model": model_cfg.to_dict(), "train": cfg.to_dict(),
+    run_config = {"model": model_cfg.to_dict(),
+                  "train": {k: v for k, v in cfg.to_dict().items() if k not in SHAPE_OPTIONS},
                   "latent_layout": ckpt_io.latent_layout(model_cfg),
                   "data": {"path": str(cfg.data), "image_size": train_set.size,
                            "train_checksum": train_set.checksum,
@@ -499,6 +599,11 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
     history = list(resumed.history) if resumed is not None else []
     start = resumed.step if resumed is not None else 0
     last_saved = start if resumed is not None else None
+    lineage = resumed.lineage if resumed is not None else ckpt_io.new_lineage(
+        cfg.init_from or None, stage=record.get("stage"), recipe=record.get("recipe"),
+        recipe_file=record.get("recipe_file"))
+    host = hardware(device, world)
+    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
 
     def save(step: int, status: str) -> None:
         nonlocal last_saved
@@ -509,8 +614,9 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
         if spread is not None:
             rng[SPREAD_KEY] = spread.state_dict()
         ckpt_io.save_checkpoint(out, model=model, config=run_config, optimizer=optimizer, rng=rng,
-                                history=history,
-                                state={"step": step, "status": status, "world_size": world})
+                                history=history, lineage=lineage,
+                                state={"step": step, "status": status, "world_size": world,
+                                       "hardware": host})
         last_saved = step
 
     # SIGINT / SIGTERM: finish the step, write a checkpoint, stop. A second signal leaves at once.
@@ -527,30 +633,37 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
 
     progress = Progress(master and not cfg.quiet, start, cfg.steps)
     if new_decoder:
-        hidden = f", a hidden layer of {cfg.decoder_hidden}" if cfg.decoder_hidden else ""
         progress.note(f"encoder from {cfg.init_from}; a decoder with "
-                      f"{model_cfg.decoder_channels} maps{hidden} starts {new_decoder}")
+                      f"{model_cfg.decoder_channels} maps starts {new_decoder}")
     t0 = time.time() - (history[-1]["seconds"] if history else 0.0)
     images_per_s, status, done_steps = 0.0, "finished", start
     try:
-        for step in range(start, cfg.steps):
+        for step in range(start, end):
             t_step = time.perf_counter()
             rng = np.random.default_rng([cfg.seed, rank, step])
-            # (a share of 0 draws nothing, so runs without it keep their batch sequence)
-            unclamped = cfg.unclamped_share > 0 and rng.random() < cfg.unclamped_share
-            if monovariant and not unclamped:
-                batch_type, rows = sample_monovariant_batch(train_batches, probabilities, rng)
-                clamp = clamps[batch_type]
+            groups = []  # (batch type, rows, clamp) of each batch in this step
+            for _ in range(cfg.batches_per_step):
+                # (a share of 0 draws nothing, so runs without it keep their batch sequence)
+                unclamped = cfg.unclamped_share > 0 and rng.random() < cfg.unclamped_share
+                if monovariant and not unclamped:
+                    batch_type, rows = sample_monovariant_batch(train_batches, probabilities, rng)
+                    groups.append((batch_type, rows, clamps[batch_type]))
+                else:
+                    rows = rng.choice(len(train_set), size=cfg.batch_size, replace=False)
+                    groups.append(("MIXED", rows, None))
+            if len(groups) == 1:
+                batch_type, rows, clamp = groups[0]
             else:
-                batch_type, clamp = "MIXED", None
-                rows = rng.choice(len(train_set), size=cfg.batch_size, replace=False)
+                batch_type = f"{len(groups)} BATCHES"
+                rows = np.concatenate([g[1] for g in groups])
+                clamp = GroupedClamp([g[2] for g in groups], cfg.batch_size)
             x = to_batch(train_set.images, rows, device)
             noise = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
-            eps = cfg.decoder_noise * torch.randn(len(rows), cfg.latent_dim,
+            eps = torch.randn(len(rows), cfg.latent_dim,
                                                   generator=noise).to(device)
 
             optimizer.zero_grad(set_to_none=True)
-            stats = forward_backward(fwd, x, eps, clamp, cfg.beta, autocast).cpu()
+            stats = forward_backward(fwd, x, eps, clamp, cfg.kl_weight, autocast).cpu()
 
             # every replica must agree to stop (bad loss anywhere, or a signal) before stepping
             flags = torch.tensor([float(not torch.isfinite(stats).all()),
@@ -576,6 +689,7 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
             progress.update(step + 1, stats, images_per_s)
 
             done = step + 1 == cfg.steps
+            paused = not done and step + 1 == end
             if master and cfg.val_every and ((step + 1) % cfg.val_every == 0 or done):
                 val = evaluate(model, test_set, val_rows, device, autocast, seed=cfg.seed)
                 history.append({"step": step + 1, "split": "test", "batch_type": "ALL", **val,
@@ -584,8 +698,10 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int) -> TrainRes
                               f"  test neg-ELBO {val['neg_elbo']:.1f}  {images_per_s:.0f} img/s")
             if flags[1]:
                 status = "interrupted"
-            if master and ((step + 1) % cfg.checkpoint_every == 0 or done or flags[1]):
-                save(step + 1, status if done or flags[1] else "running")
+            elif paused:
+                status = "paused"
+            if master and ((step + 1) % cfg.checkpoint_every == 0 or done or flags[1] or paused):
+                save(step + 1, status if done or flags[1] or paused else "running")
             done_steps = step + 1
             if flags[1]:
                 break

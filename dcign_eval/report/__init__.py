@@ -23,13 +23,15 @@ Layout:
 
 from dcign_eval.report.build import MAX_MODELS, ReportResult, build_report, load_report_models
 from dcign_eval.report.page import check_out
-from dcign_eval.report.sections.cards import model_card, model_cards
+from dcign_eval.report.sections.cards import (model_card, model_cards, plot_training_curves,
+                                              stage_boundaries, training_curves)
 from dcign_eval.report.sections.metrics import METRIC_LABELS, metrics_comparison
 from dcign_eval.report.sections.recognition import recognition_accuracy
 from dcign_eval.report.sections.scatter import factor_scatter, plot_factor_scatter, scatter_summary
 from dcign_eval.report.settings import PRESETS, ReportSettings, preset
 
 __all__ = ["MAX_MODELS", "METRIC_LABELS", "PRESETS", "ReportResult", "ReportSettings",
-           "build_report", "check_out", "factor_scatter", "load_report_models", "metrics_comparison",
-           "model_card", "model_cards",
-           "plot_factor_scatter", "preset", "recognition_accuracy", "scatter_summary"]
+           "build_report", "check_out", "factor_scatter", "load_report_models",
+           "metrics_comparison", "model_card", "model_cards", "plot_factor_scatter",
+           "plot_training_curves", "preset", "recognition_accuracy", "scatter_summary",
+           "stage_boundaries", "training_curves"]

@@ -14,11 +14,23 @@ import pandas as pd
 from dcign_eval.models import LoadedModel
 from dcign_eval.protocol import Model
 from dcign_eval.report.page import Section, figure_link, html_table, read_json, table_link
-from trainer.checkpoint import read_history
+from trainer.checkpoint import read_history, read_lineage
 from trainer.errors import CheckpointError, DatasetError, DcignError
 
 
+def _lineage(run_dir):
+    """The run's lineage (:func:`trainer.checkpoint.read_lineage`), or None when unreadable."""
+    with contextlib.suppress(DcignError, OSError, ValueError, KeyError, TypeError):
+        return read_lineage(run_dir, verify=False)
+    return None
+
+
 def _read_history(run_dir) -> pd.DataFrame | None:
+    """The run's history across its whole lineage: every stage it descends from, steps counted
+    from the first stage's start, with a ``stage`` column."""
+    lineage = _lineage(run_dir)
+    if lineage is not None and lineage.history:
+        return pd.DataFrame(lineage.history)
     with contextlib.suppress(CheckpointError, OSError, ValueError):
         frame = pd.DataFrame(read_history(run_dir))
         if {"step", "split", "neg_elbo"} <= set(frame.columns):
@@ -31,7 +43,7 @@ def _kind(config: dict) -> str:
     names = config.get("model", {}).get("latent_names", {})
     if train.get("mode") == "monovariant" or names:
         return "DC-IGN (monovariant training)"
-    beta = float(train.get("beta", 1.0))
+    beta = float(train.get("kl_weight", train.get("beta", 1.0)))
     return "baseline: VAE" if beta == 1 else f"baseline: beta-VAE (beta {beta:g})"
 
 
@@ -46,12 +58,12 @@ def _duration(seconds: float) -> str:
 def outside_card(m: Model) -> dict[str, str]:
     """The card of a model that is not one of our runs: what the protocol tells of it."""
     named = ", ".join(f"{k} = z{v}" for k, v in m.latent_names.items())
+    layout = f"{named or 'none named'}; intrinsic block: {len(m.intrinsic)} latents"
     return {"model": m.source, "role": "outside model", "kind": type(m.implementation).__name__,
             "image size": f"{m.image_size} px", "latents": str(m.latent_dim),
-            "latent layout": named or "none named",
-            "intrinsic block": f"{len(m.intrinsic)} latents",
+            "latent layout": layout,
             "decodes": "yes" if m.has_decode else "no (no reconstructions or traversals)",
-            "fingerprint": m.fingerprint[:16]}
+            "fingerprint (its codes of a fixed probe batch)": m.fingerprint[:16]}
 
 
 def model_card(m: Model) -> dict[str, str]:
@@ -87,7 +99,7 @@ def model_card(m: Model) -> dict[str, str]:
         "learning rate": f"{train.get('lr', '')}" + (
             f" ({train['lr_schedule']}, to 0)"
             if train.get("lr_schedule", "constant") != "constant" else ""),
-        "beta (KL weight)": f"{train.get('beta', '')}",
+        "KL weight (a beta-VAE's beta)": f"{train.get('kl_weight', train.get('beta', ''))}",
         "seed": str(train.get("seed", "")),
     }
     if train.get("mode") == "monovariant":
@@ -101,15 +113,18 @@ def model_card(m: Model) -> dict[str, str]:
         if train.get("unclamped_share"):
             card["unclamped share (random batches, nothing clamped)"] = \
                 f"{train['unclamped_share']:g}"
-    if train.get("decoder_noise", 1.0) != 1.0:
-        card["decoder's sampling noise (1: the ELBO's, 0: the means)"] = \
-            f"{train['decoder_noise']:g}"
     if train.get("freeze_encoder"):
         batches = ("random batches, each face decoded from its own code"
                    if train.get("mode") == "vae" else "monovariant batches, clamped codes")
         card["last stage trained"] = f"the decoder alone, encoder frozen ({batches})"
     if train.get("init_from"):
         card["initialised from"] = str(train["init_from"])
+    lineage = _lineage(path) if path else None
+    if lineage is not None and len(lineage.stages) > 1:
+        card["stages (the last one's settings above)"] = " → ".join(
+            f"{st['name']} ({st['mode']}, {st['steps']:,})" for st in lineage.stages)
+        card["steps trained, all stages"] = (f"{lineage.steps:,} ({lineage.images:,} images, "
+                                             f"{len(lineage.stages)} stages)")
     if history is not None and len(history):
         tr = history[history["split"] == "train"]
         te = history[history["split"] == "test"]
@@ -118,7 +133,9 @@ def model_card(m: Model) -> dict[str, str]:
             card["final train neg-ELBO (per image)"] = f"{tail['neg_elbo'].mean():.1f}"
         if len(te):
             card["final test neg-ELBO (per image)"] = f"{te['neg_elbo'].iloc[-1]:.1f}"
-        card["training time"] = _duration(float(history["seconds"].max()))
+        card["training time" + (", all stages" if lineage is not None
+                                and len(lineage.stages) > 1 else "")] = _duration(
+            float(history["seconds"].max()))
     card["weights sha256"] = m.fingerprint[:16]
     if state.get("torch_version"):
         card["saved by torch"] = str(state["torch_version"])
@@ -134,7 +151,7 @@ def model_cards(models: Sequence[Model]) -> pd.DataFrame:
 
 
 def training_curves(models: Sequence[Model], points: int = 400) -> pd.DataFrame:
-    """Negative ELBO per image against step, tidy: model, split, step, neg_elbo.
+    """Negative ELBO per image against step, tidy: model, split, stage, step, neg_elbo.
 
     Training rows (one per step, noisy) are averaged in ``points`` bins of steps; validation
     rows are kept as they are.
@@ -145,29 +162,55 @@ def training_curves(models: Sequence[Model], points: int = 400) -> pd.DataFrame:
         history = _read_history(path) if path else None
         if history is None or history.empty:
             continue
+        if "stage" not in history.columns:
+            history = history.assign(stage="")
         tr = history[history["split"] == "train"]
-        if len(tr):
+        if len(tr):  # bins never straddle two stages
             bins = np.minimum((tr["step"].to_numpy() - 1) * points // max(int(tr["step"].max()), 1),
                               points - 1)
-            binned = tr.groupby(bins).agg(step=("step", "mean"), neg_elbo=("neg_elbo", "mean"))
-            rows.append(binned.assign(model=m.name, split="train"))
+            binned = tr.groupby([tr["stage"].to_numpy(), bins], sort=False).agg(
+                step=("step", "mean"), neg_elbo=("neg_elbo", "mean"))
+            binned["stage"] = binned.index.get_level_values(0)
+            rows.append(binned.reset_index(drop=True).assign(model=m.name, split="train"))
         te = history[history["split"] == "test"]
         if len(te):
-            rows.append(te[["step", "neg_elbo"]].assign(model=m.name, split="test"))
+            rows.append(te[["step", "neg_elbo", "stage"]].assign(model=m.name, split="test"))
+    columns = ["model", "split", "stage", "step", "neg_elbo"]
     if not rows:
-        return pd.DataFrame(columns=["model", "split", "step", "neg_elbo"])
-    return pd.concat(rows, ignore_index=True)[["model", "split", "step", "neg_elbo"]]
+        return pd.DataFrame(columns=columns)
+    return pd.concat(rows, ignore_index=True)[columns]
 
 
-def plot_training_curves(frame: pd.DataFrame):
-    """Training curves (:func:`training_curves`): a line per model, training solid (binned
-    means), validation dashed with markers; log scale."""
+def stage_boundaries(models: Sequence[Model]) -> pd.DataFrame:
+    """Each model's training stages on the step axis of :func:`training_curves`: model, stage,
+    first_step, last_step (one row for a model trained in one stage)."""
+    rows = []
+    for m in models:
+        path = getattr(m, "path", None)
+        lineage = _lineage(path) if path else None
+        if lineage is None:
+            continue
+        rows += [{"model": m.name, "stage": name, "first_step": first, "last_step": last}
+                 for name, first, last in lineage.boundaries()]
+    return pd.DataFrame(rows, columns=["model", "stage", "first_step", "last_step"])
+
+
+def plot_training_curves(frame: pd.DataFrame, boundaries: pd.DataFrame | None = None):
+    """Training curves (:func:`training_curves`): a line per model across all its stages,
+    training solid (binned means), validation dashed with markers; log scale. ``boundaries``
+    (:func:`stage_boundaries`): a dotted line where each later stage starts, named at the top."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7.5, 3.6), layout="constrained")
     ax = fig.subplots()
     for i, (name, part) in enumerate(frame.groupby("model", sort=False)):
         color = f"C{i % 10}"
+        stages = (boundaries[boundaries["model"] == name] if boundaries is not None
+                  else pd.DataFrame())
+        for row in stages.iloc[1:].itertuples():
+            ax.axvline(row.first_step - 0.5, color=color, ls=":", lw=0.8, alpha=0.7)
+            ax.annotate(row.stage, (row.first_step, 1), xycoords=("data", "axes fraction"),
+                        rotation=90, va="top", ha="right", fontsize=6, color=color)
         tr, te = part[part["split"] == "train"], part[part["split"] == "test"]
         ax.plot(tr["step"], tr["neg_elbo"], "-", color=color, lw=1.2, label=f"{name}: training")
         if len(te):
@@ -311,7 +354,7 @@ def section(models: Sequence[Model], size: int) -> Section:
     figures = {"monovariant_batches": plot_monovariant_examples(examples)}
     tables = {"model_cards": cards, "data_sets": data}
     if len(curves):
-        figures["training_curves"] = plot_training_curves(curves)
+        figures["training_curves"] = plot_training_curves(curves, stage_boundaries(models))
         tables["training_curves"] = curves
     context = {"cards": html_table(cards, index=True), "cards_csv": table_link("model_cards"),
                "curve": figure_link("training_curves") if len(curves) else None,
