@@ -3,12 +3,19 @@
 Inputs as the reference timings: the identity code on synthetic data whose observations are the
 factor indices (factor sizes [3, 6, 40, 32, 32]), the unsupervised_study_v1 sample sizes
 (10,000 points; 5,000 test). The whole suite runs once through ``evaluate_timed`` (one code cache
-shared by all metrics, DCI in its default fast mode); each metric's seconds are printed next to
+shared by all metrics, DCI with its default estimator); each metric's seconds are printed next to
 the reference's range, with the totals and their ratio. Goal: total <= 1/5 of the reference.
+
+With ``--agreement``, DCI's estimators are compared instead, on one sample each of the sanity codes
+(dcign_eval.metrics.synthetic.sanity_code) and, with ``--models``, of the shipped models' codes on
+the evaluation grid: disentanglement, completeness and informativeness of each estimator, its
+largest distance to ``gbt`` (disentanglement_lib's estimator) and its single-thread CPU seconds
+against gbt's.
 
     .venv/bin/python bench/bench_metrics.py            # the suite as the report runs it
     .venv/bin/python bench/bench_metrics.py --dci gbt  # with the faithful DCI (about a minute+)
     .venv/bin/python bench/bench_metrics.py --no-cache # encode every sampled point afresh
+    .venv/bin/python bench/bench_metrics.py --agreement --num-train 2000 [--models dcign vae]
 """
 
 from __future__ import annotations
@@ -20,8 +27,11 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from dcign_eval.metrics import METRIC_KEYS, evaluate_timed  # noqa: E402
-from dcign_eval.metrics.synthetic import SyntheticFactors  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dcign_eval.metrics import DCI_MODES, DEFAULT_DCI_MODE, METRIC_KEYS, _utils, dci, \
+    evaluate_timed  # noqa: E402
+from dcign_eval.metrics.synthetic import SANITY_CODES, SyntheticFactors, sanity_code  # noqa: E402
 
 # metric group -> (our keys, reference seconds low, high) from metrics.md
 # ("Speed of the reference on this machine (2 cores, 10,000 points)").
@@ -39,10 +49,19 @@ GROUPS = {
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dci", choices=["fast", "gbt"], default="fast", help="DCI mode")
+    parser.add_argument("--dci", choices=DCI_MODES, default=DEFAULT_DCI_MODE, help="DCI mode")
     parser.add_argument("--no-cache", action="store_true", help="encode every sampled point")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--agreement", action="store_true",
+                        help="compare DCI's estimators instead of timing the suite")
+    parser.add_argument("--num-train", type=int, default=10000,
+                        help="training points of the DCI comparison (test: 5,000)")
+    parser.add_argument("--models", nargs="*", default=[],
+                        help="also compare on these models' codes (e.g. dcign vae)")
+    parser.add_argument("--grid-dir", default="data", help="where the evaluation grid is")
     args = parser.parse_args(argv)
+    if args.agreement:
+        return agreement(args)
 
     data = SyntheticFactors()
     start = time.perf_counter()
@@ -69,6 +88,53 @@ def main(argv=None) -> int:
     print(f"ratio ours / reference: {total / total_low:.3f} of the low end, "
           f"{total / total_high:.3f} of the high end (goal <= 0.2)")
     return 0 if total <= 0.2 * total_low else 1
+
+
+def _dci_samples(args):
+    """name -> (codes, factors, test codes, test factors): DCI's sample as the suite draws it."""
+    def draw(data, represent):
+        cache = _utils.CodeCache(data, represent)
+        rng = np.random.default_rng(np.random.SeedSequence(args.seed, spawn_key=(4,)))
+        train = _utils.generate_batch_factor_code(data, cache, args.num_train, rng)
+        return (*train, *_utils.generate_batch_factor_code(data, cache, 5000, rng))
+
+    data = SyntheticFactors()
+    for name in SANITY_CODES:
+        yield name, draw(data, sanity_code(name, random_state=args.seed))
+    if args.models:
+        from dcign_eval.cache import CodedGrid, identity
+        from dcign_eval.metrics.suite import evaluation_worlds, grid_codes
+        from dcign_eval.protocol import load_models
+
+        models = load_models(args.models)
+        worlds = evaluation_worlds(models, args.grid_dir)
+        for model in models:
+            world = worlds[int(model.image_size)]
+            yield model.name, draw(CodedGrid(world, grid_codes(model, world)), identity)
+
+
+def agreement(args) -> int:
+    """Print each DCI estimator's scores, distance to gbt and CPU seconds (one thread)."""
+    print(f"DCI estimators on one sample per code: {args.num_train} training / 5,000 test "
+          f"points, seed {args.seed}, one thread; |d| = largest distance to gbt over D, C, I")
+    print(f"{'code':12s} {'estimator':12s} {'D':>7s} {'C':>7s} {'I':>7s} {'|d|':>7s} "
+          f"{'cpu s':>8s} {'gbt/this':>9s}")
+    order = ["gbt"] + [m for m in DCI_MODES if m != "gbt"]
+    for name, (codes, factors, codes_test, factors_test) in _dci_samples(args):
+        ref = None
+        for mode in order:
+            start = time.process_time()
+            out = dci._compute_dci(codes, factors, codes_test, factors_test, mode=mode,
+                                   random_state=args.seed, n_jobs=1)
+            cpu = time.process_time() - start
+            scores = np.array([out["disentanglement"], out["completeness"],
+                               out["informativeness_test"]])
+            if ref is None:
+                ref = (scores, cpu)
+            gap = np.max(np.abs(scores - ref[0]))
+            print(f"{name:12s} {mode:12s} {scores[0]:7.4f} {scores[1]:7.4f} {scores[2]:7.4f} "
+                  f"{gap:7.4f} {cpu:8.1f} {ref[1] / cpu:9.1f}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -131,16 +131,38 @@ def test_dci_single_factor_or_latent():
     assert dci._completeness(np.array([[0.2, 0.8]])) == 1.0
 
 
-def test_dci_fast_core_on_a_tiny_identity_code():
+@pytest.mark.parametrize("mode", dci.DCI_MODES)
+def test_dci_core_on_a_tiny_identity_code(mode):
     rng = np.random.default_rng(0)
     f = rng.integers(0, [3, 5], size=(600, 2))
     ft = rng.integers(0, [3, 5], size=(300, 2))
-    out = dci._compute_dci(f.astype(float), f, ft.astype(float), ft, mode="fast",
+    out = dci._compute_dci(f.astype(float), f, ft.astype(float), ft, mode=mode,
                            random_state=rng)
     assert out["disentanglement"] > 0.99 and out["completeness"] > 0.99
     assert out["informativeness_test"] == 1.0
+    assert out["mode"] == mode
     with pytest.raises(DcignError, match="unknown DCI mode"):
         dci._compute_dci(f.astype(float), f, ft.astype(float), ft, mode="lasso")
+
+
+@pytest.mark.parametrize("mode", dci.DCI_MODES)
+def test_dci_identical_latents_share_the_importance(mode):
+    # LightGBM always splits on the first of two equal features; the importance of copies is
+    # shared equally, as scikit-learn's random feature order gives in expectation.
+    rng = np.random.default_rng(1)
+    f = rng.integers(0, [3, 5], size=(600, 2))
+    ft = rng.integers(0, [3, 5], size=(300, 2))
+    z, zt = f.astype(float), ft.astype(float)
+    out = dci._compute_dci(np.hstack([z, z[:, :1]]), f, np.hstack([zt, zt[:, :1]]), ft,
+                           mode=mode, random_state=0)
+    importance, *_ = dci._importance_matrix(np.hstack([z, z[:, :1]]), f,
+                                            np.hstack([zt, zt[:, :1]]), ft, mode,
+                                            np.random.default_rng(0))
+    assert importance[0, 0] == pytest.approx(importance[2, 0])
+    assert importance[0, 0] > 0.4
+    # latent 1 alone carries factor 1; factor 0's importance halves over latents 0 and 2
+    assert out["completeness"] == pytest.approx(
+        dci._completeness(np.array([[0.5, 0], [0, 1], [0.5, 0]])), abs=0.02)
 
 
 # ------------------------------------------------------------------ MIG, modularity, SAP

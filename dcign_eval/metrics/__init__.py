@@ -23,16 +23,18 @@ The paper's measurements (named-neuron monotone fits, intrinsic-block invariance
 :mod:`.factor_fit`; they take arrays, not a data set.
 
 :func:`evaluate` samples through a code cache over the factor grid, so each distinct observation is
-encoded once across all metrics. DCI runs in its ``"fast"`` mode by default (extra-trees
-importances, a different estimator that agrees with the reference's gradient-boosted trees within
-0.05 on the sanity cases); pass ``dci_mode="gbt"`` for the reference's estimator.
+encoded once across all metrics. DCI's importances come from LightGBM's boosted trees by default
+(``dci_mode="lightgbm"``, set as the reference's and much faster); pass ``dci_mode="gbt"`` for the
+reference's scikit-learn estimator, or ``"extra-trees"`` (see :mod:`.dci`).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -46,7 +48,8 @@ from dcign_eval.metrics.dci import DCI_MODES
 from trainer.errors import DcignError
 
 __all__ = ["evaluate", "evaluate_timed", "METRIC_KEYS", "DCI_MODES", "DEFAULT_DCI_MODE",
-           "DCI_MODE_LABELS", "OVERRIDES", "metrics_table", "write_metrics"]
+           "DCI_MODE_LABELS", "OVERRIDES", "metrics_table", "write_metrics", "metric_settings",
+           "library_versions"]
 
 #: Every key :func:`evaluate` can return, in report order.
 METRIC_KEYS = ("beta_vae", "factor_vae", "mig", "sap", "sap_continuous", "dci_disentanglement",
@@ -54,12 +57,13 @@ METRIC_KEYS = ("beta_vae", "factor_vae", "mig", "sap", "sap_continuous", "dci_di
                "gaussian_total_correlation", "mutual_info")
 
 #: The DCI estimator :func:`evaluate` uses unless told otherwise (the report's).
-DEFAULT_DCI_MODE = "fast"
+DEFAULT_DCI_MODE = dci.DEFAULT_DCI_MODE
 
 #: How a report names each DCI mode.
 DCI_MODE_LABELS = {
-    "fast": "DCI (fast mode: extra-trees importances, not the reference's estimator)",
-    "gbt": "DCI (gradient-boosted trees, as disentanglement_lib)",
+    "lightgbm": "DCI (LightGBM boosted trees set as disentanglement_lib's, gain importances)",
+    "gbt": "DCI (scikit-learn gradient-boosted trees, as disentanglement_lib)",
+    "extra-trees": "DCI (extra-trees importances, not the reference's estimator)",
 }
 
 # computation -> (function, {metric key: key in the function's result}, overrides it takes
@@ -129,6 +133,36 @@ def _check_overrides(overrides: dict) -> dict:
     return overrides
 
 
+def metric_settings(**overrides) -> dict[str, str]:
+    """Each metric key's estimator and settings as :func:`evaluate` runs it with ``overrides``:
+    the sample sizes, bins, thresholds and (DCI) the importance estimator, as one string, e.g.
+    ``{"mig": "num_bins=20, num_train=10000", ...}``."""
+    overrides = _check_overrides(overrides)
+    out = {}
+    for function, produces, takes in _COMPUTATIONS.values():
+        defaults = {name: p.default for name, p in inspect.signature(function).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        used = {keyword: overrides.get(o, defaults.get(keyword)) for o, keyword in takes.items()
+                if keyword != "n_jobs"}  # threads change the time, not the value
+        if "mode" in used:
+            used["estimator"] = used.pop("mode")
+        text = ", ".join(f"{k}={v}" for k, v in sorted(used.items()))
+        for key in produces:
+            out[key] = text
+    return out
+
+
+def library_versions() -> str:
+    """The versions of the libraries the metrics compute with, e.g. ``"numpy=2.4.6, ..."``."""
+    found = []
+    for name in ("numpy", "scipy", "scikit-learn", "lightgbm"):
+        try:
+            found.append(f"{name}={version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name}=absent")
+    return ", ".join(found)
+
+
 def evaluate_timed(data, represent, metrics: Iterable[str] | str | None = None, seed: int = 0,
                    **overrides) -> tuple[dict[str, float], dict[str, float]]:
     """:func:`evaluate`, also returning the seconds spent on each metric.
@@ -195,8 +229,8 @@ def evaluate(data, represent, metrics: Iterable[str] | str | None = None, seed: 
         seed: seeds every random choice; the same seed gives the same values.
         **overrides: settings applied to every metric that has them: ``num_train``,
             ``num_eval`` (alias ``num_test``), ``num_variance_estimate``, ``num_bins``,
-            ``prune_threshold``, ``diff_quantile``, ``n_jobs``, ``dci_mode`` ("fast", the
-            default, or "gbt"), ``cache`` (False encodes every sampled point afresh) and
+            ``prune_threshold``, ``diff_quantile``, ``n_jobs``, ``dci_mode`` ("lightgbm", the
+            default, "gbt" or "extra-trees"), ``cache`` (False encodes every sampled point afresh) and
             ``encode_batch_size``.
 
     Returns:

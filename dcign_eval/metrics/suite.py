@@ -9,10 +9,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from dcign_eval.cache import CodedGrid, ProgressFactory, encode_cached, identity
-from dcign_eval.metrics import METRIC_KEYS, evaluate_timed, metrics_table
+from dcign_eval.metrics import (METRIC_KEYS, evaluate_timed, library_versions, metric_settings,
+                                metrics_table)
 from dcign_eval.metrics.paper import ANGLE_FACTORS, PAPER_KEYS, paper_measurements
+from trainer.errors import DcignError
 from trainer.faces import FaceWorld, GridSpec, render_grid
 
 DEFAULT_GRID = dict(split="test", n_identities=10, azimuth_step=10, elevation_step=10,
@@ -94,6 +97,58 @@ def measure_models(models: Sequence, worlds: dict[int, FaceWorld], seed: int = 0
             model, worlds[int(model.image_size)], seed, metrics,
             codes=(codes or {}).get(model.name), cache_dir=cache_dir, **overrides)
     return _tidy(results, seconds)
+
+
+def measure_models_seeds(models: Sequence, worlds: dict[int, FaceWorld], seed: int = 0,
+                         seeds: int = 5, metrics: Sequence[str] | None = None, *,
+                         codes: dict | None = None, cache_dir=None,
+                         **overrides) -> pd.DataFrame:
+    """:func:`measure_models` once per seed ``seed, seed + 1, ..., seed + seeds - 1`` (each seed
+    draws the metrics' samples afresh; the grid and the codes stay), summarised by
+    :func:`seed_intervals`: one row per (model, metric) with the mean and its 95% interval, and
+    each metric's estimator and settings (:func:`~dcign_eval.metrics.metric_settings`) and the
+    library versions next to it."""
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
+        raise DcignError(f"seeds must be an int >= 1, got {seeds!r}")
+    if codes is None:  # encode once, not once per seed
+        codes = {m.name: grid_codes(m, worlds[int(m.image_size)], cache_dir=cache_dir)
+                 for m in models}
+    runs = [measure_models(models, worlds, seed + k, metrics, codes=codes, cache_dir=cache_dir,
+                           **overrides).assign(seed=seed + k) for k in range(int(seeds))]
+    df = seed_intervals(pd.concat(runs, ignore_index=True))
+    settings = metric_settings(**overrides)
+    df["settings"] = df["metric"].map(lambda m: settings.get(m, ""))
+    df["versions"] = library_versions()
+    return df
+
+
+def seed_intervals(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Mean over seeds of each (model, metric) with a Student-t interval of the mean.
+
+    Args:
+        df: tidy rows (model, metric, value, seconds, seed), one per seed.
+        level: the interval's coverage.
+
+    Returns:
+        model, metric, value (the mean), low, high, seeds (how many), seconds (the mean), in the
+        order of ``df``. With one seed, or values equal over seeds, low = high = value. The
+        ``neuron_*`` rows (a latent's index, not a measure) take the most frequent index.
+    """
+    rows = []
+    for (model, metric), part in df.groupby(["model", "metric"], sort=False):
+        values = part["value"].to_numpy(np.float64)
+        n = len(values)
+        if metric.startswith("neuron_"):
+            mean = low = high = float(pd.Series(values).mode().iloc[0])
+        else:
+            mean = float(values.mean())
+            half = 0.0 if n < 2 else float(stats.t.ppf(0.5 + level / 2, n - 1)
+                                           * values.std(ddof=1) / np.sqrt(n))
+            low, high = mean - half, mean + half
+        rows.append({"model": model, "metric": metric, "value": mean, "low": low, "high": high,
+                     "seeds": n, "seconds": float(part["seconds"].mean())})
+    return pd.DataFrame(rows, columns=["model", "metric", "value", "low", "high", "seeds",
+                                       "seconds"])
 
 
 def _tidy(results: dict, seconds: dict) -> pd.DataFrame:

@@ -102,3 +102,58 @@ class SyntheticFactors:
 
     def __repr__(self) -> str:
         return f"SyntheticFactors(factor_sizes={self.factor_sizes})"
+
+
+#: The sanity codes of :func:`sanity_code`, the benchmark's and the estimator comparison's inputs.
+SANITY_CODES = ("identity", "rotated", "noisy", "noise", "duplicated")
+
+
+def standardised(factors: np.ndarray, factor_sizes: Sequence[int]) -> np.ndarray:
+    """Factor indices standardised by the uniform grid's mean and sd (each column mean 0, sd 1
+    over the grid)."""
+    sizes = np.asarray(factor_sizes, dtype=np.float64)
+    return (np.asarray(factors, dtype=np.float64) - (sizes - 1) / 2) / np.sqrt((sizes**2 - 1) / 12)
+
+
+def sanity_code(name: str, factor_sizes: Sequence[int] = SANITY_FACTOR_SIZES,
+                random_state: int = 0):
+    """A reference code of :class:`SyntheticFactors` observations, as ``represent``.
+
+    - ``identity``: the factor indices themselves (a perfect, axis-aligned code);
+    - ``rotated``: the standardised factors times a fixed random rotation (seeded by
+      ``random_state``): every latent mixes every factor, information intact;
+    - ``noisy``: the standardised factors plus N(0, 0.5^2) noise, fixed per grid point;
+    - ``noise``: 10 latents of N(0, 1) noise, fixed per grid point (metrics.md's noise row);
+    - ``duplicated``: the standardised factors twice, ``[z, z]`` (metrics.md's row).
+
+    Each is a deterministic function of the observation, as the code cache assumes.
+
+    Args:
+        name: one of :data:`SANITY_CODES`.
+        factor_sizes: the grid of the observations.
+        random_state: int seed of the rotation and of the noise tables.
+
+    Returns:
+        ``represent``: observations (N, F) -> codes (N, D).
+    """
+    sizes = [int(s) for s in factor_sizes]
+    seed = int(random_state)
+    if name == "identity":
+        return lambda x: np.asarray(x, dtype=np.float64)
+    if name == "duplicated":
+        return lambda x: np.hstack([standardised(x, sizes)] * 2)
+    if name == "rotated":
+        # Q of a Gaussian matrix's QR, signs fixed by R's diagonal: a uniform random rotation
+        q, r = np.linalg.qr(np.random.default_rng([seed, 1]).standard_normal((len(sizes),) * 2))
+        rotation = q * np.sign(np.diag(r))
+        return lambda x: standardised(x, sizes) @ rotation
+    if name in ("noisy", "noise"):
+        dims, scale = (len(sizes), 0.5) if name == "noisy" else (10, 1.0)
+        table = np.random.default_rng([seed, 2 if name == "noisy" else 3]).standard_normal(
+            (int(np.prod(sizes)), dims)) * scale
+
+        def represent(x):
+            noise = table[flat_index(np.asarray(x).astype(np.int64), sizes)]
+            return standardised(x, sizes) + noise if name == "noisy" else noise
+        return represent
+    raise DcignError(f"unknown sanity code {name!r}; expected one of {', '.join(SANITY_CODES)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from dcign_eval.metrics.dci import DEFAULT_DCI_MODE
 from trainer.errors import DcignError
 
 
@@ -16,7 +17,8 @@ class ReportSettings:
             19 azimuths x 7 elevations x 9 lights each, as ``dcign-eval metrics``).
         metrics_num_train, metrics_num_eval: points per disentanglement metric (None:
             disentanglement_lib's 10,000 / 5,000).
-        dci_mode: "fast" (extra-trees importances) or "gbt" (the reference's estimator).
+        dci_mode: "extra-trees" (the default), "lightgbm" or "gbt" (the reference's estimator,
+            slow); see dcign_eval.metrics.dci.
         metrics: which disentanglement metrics (None: all; () none, the paper's measurements only).
         recognition_identities: held-out identities of the recognition experiment.
         probe_steps: probe grid steps (azimuth, elevation, light) in degrees.
@@ -34,7 +36,7 @@ class ReportSettings:
     grid_identities: int = 10
     metrics_num_train: int | None = 3000
     metrics_num_eval: int | None = 1500
-    dci_mode: str = "fast"
+    dci_mode: str = DEFAULT_DCI_MODE
     metrics: tuple[str, ...] | None = None
     recognition_identities: int = 50
     probe_steps: tuple[float, float, float] = (15.0, 15.0, 20.0)
