@@ -78,7 +78,10 @@ def test_metrics_command_writes_tidy_csv_and_json(tmp_path):
         "--num-train", "200", "--num-eval", "100"])
     assert result.exit_code == 0, result.output
     df = pd.read_csv(out / "metrics.csv")
-    assert list(df.columns) == ["model", "metric", "value", "seconds"]
+    assert list(df.columns) == ["model", "metric", "value", "low", "high", "seeds", "seconds",
+                                "settings", "versions"]
+    assert (df.seeds == 1).all() and (df.low == df.value).all() and (df.high == df.value).all()
+    assert "estimator=extra-trees" in df[df.metric == "dci_disentanglement"].settings.iloc[0]
     assert set(df.model) == {"tiny-dcign", "tiny-vae"}  # the run directories' names
     assert {"mig", "dci_disentanglement", "spearman_light", "intrinsic_invariance"} <= set(df.metric)
     assert np.isfinite(df.value).all()
