@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from trainer.checkpoint import read_state
-from trainer.errors import CheckpointError, DcignError
+from trainer.checkpoint import run_progress
+from trainer.errors import DcignError
 
 Log = Callable[[str], None]
 
@@ -130,14 +130,6 @@ def render_data(prof: Profile, data_root: Path, log: Log) -> Path:
     return data
 
 
-def _run_state(run: Path) -> tuple[int, str] | None:
-    try:
-        state = read_state(run)
-    except (CheckpointError, OSError):
-        return None
-    return int(state["step"]), str(state.get("status", ""))
-
-
 @dataclass
 class _Job:
     """One ``python -m trainer`` with ``argv``; done when ``run`` is at step ``steps``."""
@@ -164,7 +156,7 @@ def train_models(jobs: list[_Job], parallel: bool, log: Log, poll: float = 15.0)
     the trainer's last log line when one fails."""
     todo = []
     for job in jobs:
-        state = _run_state(job.run)
+        state = run_progress(job.run)
         if state is not None and state[0] >= job.steps:
             log(f"demo: {job.name}: {job.run} already trained to step {state[0]}; reused")
         else:
@@ -190,7 +182,7 @@ def train_models(jobs: list[_Job], parallel: bool, log: Log, poll: float = 15.0)
                                      f"{_last_line(Path(str(failed[0].run) + '.log'))}")
                 if time.time() - last >= poll:
                     last = time.time()
-                    done = [f"{j.name} {(_run_state(j.run) or (0, ''))[0]}/{j.steps}"
+                    done = [f"{j.name} {(run_progress(j.run) or (0, ''))[0]}/{j.steps}"
                             for j in batch]
                     log(f"demo: training {', '.join(done)} steps (checkpoints), "
                         f"{time.time() - started:.0f} s")

@@ -459,6 +459,16 @@ def read_state(run_dir: str | os.PathLike) -> dict:
     return _read_state(run_dir)
 
 
+def run_progress(run_dir: str | os.PathLike) -> tuple[int, str] | None:
+    """(step, status) of a run directory's last checkpoint, from its state.json alone (the
+    weights are not read); None before its first checkpoint, CheckpointError for a state that
+    is not ours."""
+    if not is_run_dir(run_dir):
+        return None
+    state = read_state(run_dir)
+    return int(state["step"]), str(state.get("status", ""))
+
+
 def read_history(run_dir: str | os.PathLike) -> list[dict]:
     """The training history of a run directory, a dict per row (:data:`HISTORY_COLUMNS`); [] for
     a run without one. CheckpointError for a history of other columns."""

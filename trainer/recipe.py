@@ -532,7 +532,7 @@ def _run_recipe(recipe: Recipe, root: Path, log: Log, stage: str | None,
             continue
         cfg = s.config(root, recipe)
         run = Path(cfg.out)
-        state = _state(run)
+        state = ckpt_io.run_progress(run)
         if state is not None and state[1] == "finished":
             log(f"recipe: stage {s.name} already finished ({state[0]:,} steps); skipped")
             continue
@@ -548,7 +548,7 @@ def _run_recipe(recipe: Recipe, root: Path, log: Log, stage: str | None,
                              record={**record, "stage": s.name})
                 if last.status == "interrupted":
                     return _interrupted(last, s.name, root)
-                state = _state(run)
+                state = ckpt_io.run_progress(run)
             if master:
                 _copy_run(run, copy)
             _barrier()
@@ -565,14 +565,6 @@ def _run_recipe(recipe: Recipe, root: Path, log: Log, stage: str | None,
 
 def _interrupted(result: TrainResult, stage: str, root: Path) -> RecipeResult:
     return RecipeResult("interrupted", root, stage, result.step, result.signal)
-
-
-def _state(run: Path) -> tuple[int, str] | None:
-    """(step, status) of a run directory's checkpoint; None before its first one."""
-    if not ckpt_io.is_run_dir(run):
-        return None
-    state = ckpt_io.load_checkpoint(run, verify=False).state
-    return int(state["step"]), str(state.get("status", ""))
 
 
 def _copy_run(run: Path, dest: Path) -> None:
