@@ -42,6 +42,38 @@ def session_code_cache(tmp_path_factory):
 BATCH = 20
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: one torch thread is faster than two contending ones on a small machine
+    (modules opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def mono64(tmp_path_factory, make_monovariant_data) -> Path:
+    """A tiny synthetic monovariant data set of 64x64 faces, one per test module."""
+    return make_monovariant_data(tmp_path_factory.mktemp("faces") / "mono64", size=64)
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    """``run_cli(args) -> (exit status, stdout, stderr)`` of ``dcign-eval ARGS`` in-process."""
+    from dcign_eval import cli
+
+    def run(args) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["dcign-eval", *map(str, args)])
+        with pytest.raises(SystemExit) as e:
+            cli.main()
+        out = capsys.readouterr()
+        return e.value.code, out.out, out.err
+    return run
+
+
 def render_face(identity: int, azimuth: float, elevation: float, light: float,
                 size: int) -> np.ndarray:
     rng = np.random.default_rng(identity)

@@ -1,19 +1,10 @@
 """dcign-eval's command line: every command's --help, bad input refused with exit status 2, and
 outputs that cannot be written failing at once, before the work."""
 
-import sys
 
 import pytest
 
 from dcign_eval import cli
-
-
-def run_cli(args, monkeypatch, capsys) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["dcign-eval", *map(str, args)])
-    with pytest.raises(SystemExit) as e:
-        cli.main()
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
 
 
 COMMANDS = {  # each with the options that point its other writes into the test's folder
@@ -27,13 +18,13 @@ COMMANDS = {  # each with the options that point its other writes into the test'
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_an_out_that_is_a_file_fails_before_the_work(command, tmp_path, monkeypatch, capsys):
+def test_an_out_that_is_a_file_fails_before_the_work(command, tmp_path, monkeypatch, run_cli):
     monkeypatch.setenv("DCIGN_EVAL_CACHE", str(tmp_path / "user-cache"))
     somefile = tmp_path / "somefile"
     somefile.write_text("keep me")
     extra = [a.format(tmp=tmp_path) for a in COMMANDS[command]]
     for out in (somefile, somefile / "sub"):
-        code, stdout, stderr = run_cli([command, "--out", out, *extra], monkeypatch, capsys)
+        code, stdout, stderr = run_cli([command, "--out", out, *extra])
         assert code == 2, stderr
         assert stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
         assert str(somefile) in stderr
@@ -57,8 +48,8 @@ HELP = {  # each command and what its --help must show (the choices of a fixed-s
 
 
 @pytest.mark.parametrize("command", HELP, ids=" ".join)
-def test_every_command_has_help(command, monkeypatch, capsys):
-    code, stdout, stderr = run_cli([*command, "--help"], monkeypatch, capsys)
+def test_every_command_has_help(command, run_cli):
+    code, stdout, stderr = run_cli([*command, "--help"])
     assert code == 0, stderr
     for word in HELP[command]:
         assert word in stdout, (word, stdout)
@@ -78,9 +69,9 @@ BAD = {  # one bad input a command, and a word of the error it must give
 
 
 @pytest.mark.parametrize("args", BAD, ids=" ".join)
-def test_every_command_refuses_a_bad_input(args, tmp_path, monkeypatch, capsys):
+def test_every_command_refuses_a_bad_input(args, tmp_path, monkeypatch, run_cli):
     monkeypatch.chdir(tmp_path)  # whatever a command might write lands here
-    code, stdout, stderr = run_cli(args, monkeypatch, capsys)
+    code, stdout, stderr = run_cli(args)
     assert code == 2, stderr
     assert BAD[args] in " ".join(stderr.replace("│", " ").split()), stderr
     if stderr.startswith("error: "):  # ours: one line

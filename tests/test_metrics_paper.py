@@ -48,29 +48,10 @@ def test_baseline_uses_its_best_single_latent_and_whole_code():
     assert 0.8 < out["intrinsic_invariance"] < 1.2  # noise: same and other identities alike
 
 
-def tiny_runs(tmp_path) -> dict:
-    """Untrained run directories: "tiny-dcign" (named latents) and "tiny-vae" (none)."""
-    import torch
-
-    from trainer.checkpoint import latent_layout, save_checkpoint
-    from trainer.model import DCIGN, ModelConfig
-
-    torch.manual_seed(0)
-    runs = {}
-    for name, kwargs in (("tiny-dcign", {}), ("tiny-vae", {"latent_names": {}})):
-        cfg = ModelConfig(image_size=64, latent_dim=8, width=0.0625, **kwargs)
-        runs[name] = tmp_path / name
-        save_checkpoint(runs[name], model=DCIGN(cfg),
-                        config={"model": cfg.to_dict(), "train": {},
-                                "latent_layout": latent_layout(cfg), "data": {}},
-                        state={"step": 0})
-    return runs
-
-
-def test_metrics_command_writes_tidy_csv_and_json(tmp_path):
+def test_metrics_command_writes_tidy_csv_and_json(tmp_path, tiny_runs):
     from dcign_eval.cli import app
 
-    runs = tiny_runs(tmp_path)
+    runs = tiny_runs
     out = tmp_path / "metrics"
     result = CliRunner().invoke(app, [
         "metrics", "--model", str(runs["tiny-dcign"]), "--model", str(runs["tiny-vae"]),
@@ -172,10 +153,11 @@ def test_neuron_diagnostics_rejects_bad_input():
         neuron_diagnostics(f.elevation, np.ones(3), f, "elevation")
 
 
-def test_diagnose_command_writes_both_tables_and_a_baseline_gets_its_budget(tmp_path):
+def test_diagnose_command_writes_both_tables_and_a_baseline_gets_its_budget(tmp_path,
+                                                                          tiny_runs):
     from dcign_eval.cli import app
 
-    runs = tiny_runs(tmp_path)
+    runs = tiny_runs
     grid = ["--identities", "2", "--grid-dir", str(tmp_path / "data")]
     result = CliRunner().invoke(app, ["diagnose", "--model", str(runs["tiny-dcign"]),
                                       "--out", str(tmp_path / "d"), *grid])

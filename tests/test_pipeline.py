@@ -12,14 +12,7 @@ from dcign_eval.pipeline import QUICK, TINY, profile, recipe_jobs
 from trainer.errors import DcignError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models: one torch thread is faster than two contending ones on a small machine."""
-    import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_tiny_demo_trains_both_models_and_writes_the_report(demo):

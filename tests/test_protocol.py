@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dcign_eval import cli
 from dcign_eval.models import LoadedModel
 from dcign_eval.protocol import Model, as_model, load_model, load_models
 from trainer.errors import DcignError
@@ -22,21 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def run_cli(args, monkeypatch, capsys) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["dcign-eval", *map(str, args)])
-    with pytest.raises(SystemExit) as e:
-        cli.main()
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_factory(tmp_path: Path, body: str, name: str = "user_model.py") -> Path:
@@ -149,13 +134,13 @@ ERRORS = {
 
 
 @pytest.mark.parametrize("case", list(ERRORS))
-def test_a_broken_model_is_one_error_line(case, tmp_path, monkeypatch, capsys):
+def test_a_broken_model_is_one_error_line(case, tmp_path, run_cli):
     source, expected = ERRORS[case]
     path = tmp_path / f"broken_{case.replace('-', '_')}.py"
     path.write_text("import numpy as np\n\n" + source)
     out = tmp_path / "out"
     code, _, err = run_cli(["metrics", "--model", f"{path}:make", "--out", out,
-                            "--grid-dir", tmp_path / "data"], monkeypatch, capsys)
+                            "--grid-dir", tmp_path / "data"])
     assert code == 2
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert expected in err, err
@@ -180,13 +165,13 @@ def shipped_latent_names() -> dict[str, int]:
         return json.loads(f.metadata()["latent_names"])
 
 
-def test_metrics_of_outside_models_name_their_latents(tmp_path, monkeypatch, capsys):
+def test_metrics_of_outside_models_name_their_latents(tmp_path, run_cli):
     out = tmp_path / "m"
     code, stdout, err = run_cli([
         "metrics", "--model", f"{EXAMPLES / 'beta_vae.py'}:make_model",
         "--model", f"{EXAMPLES / 'pca_model.py'}:make_model", "--out", out, "--identities", 2,
         "--grid-dir", tmp_path / "data", "--num-train", 100, "--num-eval", 50,
-        "--metric", "mig"], monkeypatch, capsys)
+        "--metric", "mig"])
     assert code == 0, err
     df = pd.read_csv(out / "metrics.csv")
     assert list(df.model.unique()) == ["beta-vae", "pca"]
@@ -203,18 +188,17 @@ def test_metrics_of_outside_models_name_their_latents(tmp_path, monkeypatch, cap
     assert "pca: azimuth = z" in stdout and "(best single latent)" in stdout
 
 
-def test_outside_models_in_traverse_and_diagnose(tmp_path, monkeypatch, capsys):
+def test_outside_models_in_traverse_and_diagnose(tmp_path, run_cli):
     pca = f"{EXAMPLES / 'pca_model.py'}:make_model"
     code, stdout, err = run_cli(["traverse", "--model", pca, "--neuron", "light", "--frames", 4,
-                                 "--out", tmp_path / "t"], monkeypatch, capsys)
+                                 "--out", tmp_path / "t"])
     assert code == 0, err
     for ext in ("gif", "mp4", "png"):
         assert (tmp_path / "t" / f"pca-light.{ext}").stat().st_size > 0
     assert "the model has no light neuron" in stdout
     bvae = f"{EXAMPLES / 'beta_vae.py'}:make_model"
     code, stdout, err = run_cli(["diagnose", "--model", bvae, "--out", tmp_path / "d",
-                                 "--identities", 2, "--grid-dir", tmp_path / "data"],
-                                monkeypatch, capsys)
+                                 "--identities", 2, "--grid-dir", tmp_path / "data"])
     assert code == 0, err
     table = pd.read_csv(tmp_path / "d" / "diagnostics.csv")
     assert list(table.neuron) == list(shipped_latent_names())
@@ -222,7 +206,7 @@ def test_outside_models_in_traverse_and_diagnose(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "d" / "code_budget.csv").exists()
 
 
-def test_a_model_without_decode_is_measured_but_not_traversed(tmp_path, monkeypatch, capsys):
+def test_a_model_without_decode_is_measured_but_not_traversed(tmp_path, run_cli):
     from dcign_eval.report.sections import reconstructions, traversals
     from dcign_eval.report.settings import PRESETS
 
@@ -237,8 +221,7 @@ def test_a_model_without_decode_is_measured_but_not_traversed(tmp_path, monkeypa
         def make():
             return Mean()
         """)
-    code, _, err = run_cli(["traverse", "--model", f"{path}:make", "--out", tmp_path / "t"],
-                           monkeypatch, capsys)
+    code, _, err = run_cli(["traverse", "--model", f"{path}:make", "--out", tmp_path / "t"])
     assert code == 2 and err.strip() == "error: mean has no decode; a traversal decodes each frame"
     model = load_model(f"{path}:make")
     rec = reconstructions.section([model], PRESETS["tiny"], 0)

@@ -23,18 +23,12 @@ from trainer.train import SHAPE_OPTIONS, NonFiniteLoss, TrainConfig, train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models gain nothing from threads, and on a shared 2-core machine they lose a lot
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory, make_monovariant_data) -> Path:
-    return make_monovariant_data(tmp_path_factory.mktemp("faces") / "mono64", size=64)
+def data(mono64) -> Path:
+    return mono64
 
 
 def tiny(data, out, **kw) -> TrainConfig:

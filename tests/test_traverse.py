@@ -10,7 +10,6 @@ CLI, the files), where only "frames differ along the sweep" can honestly be aske
 from __future__ import annotations
 
 import copy
-import sys
 from pathlib import Path
 
 import imageio.v2 as iio2
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dcign_eval import cli, imaging
+from dcign_eval import imaging
 from dcign_eval import traverse as tv
 from trainer.errors import DcignError
 from trainer.faces import TEST_IDENTITY_OFFSET, render_faces
@@ -29,15 +28,7 @@ OFFSET = TEST_IDENTITY_OFFSET
 SPEC = tv.CalibrationSpec(n_identities=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny model's passes are small: on a small shared machine one torch thread is several
-    times faster than two contending ones. Restored afterwards."""
-    import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- a stand-in model that satisfies the loader's contract -----------------------------------------
@@ -368,20 +359,12 @@ def tiny_run(tmp_path_factory) -> Path:
     return root / "run"
 
 
-def run_cli(args, monkeypatch, capsys) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["dcign-eval", *map(str, args)])
-    with pytest.raises(SystemExit) as e:
-        cli.main()
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
-
-
-def test_cli_traverse_on_a_trained_model(tiny_run, tmp_path, monkeypatch, capsys):
+def test_cli_traverse_on_a_trained_model(tiny_run, tmp_path, monkeypatch, run_cli):
     monkeypatch.setenv("DCIGN_EVAL_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "movies"
     code, stdout, _ = run_cli(["traverse", "--model", tiny_run, "--neuron", "all", "--frames", 5,
                                "--faces", 2, "--out", out, "--fidelity",
-                               "--fidelity-identities", 2], monkeypatch, capsys)
+                               "--fidelity-identities", 2])
     assert code == 0
     for name in tv.NAMED:
         for ext in ("gif", "mp4", "png"):
@@ -405,7 +388,7 @@ def test_cli_traverse_on_a_trained_model(tiny_run, tmp_path, monkeypatch, capsys
     assert (np.abs(np.diff(t.decoded, axis=1)).mean(axis=(2, 3)) > 1e-6).all()
 
 
-def test_cli_errors_are_one_line(tiny_run, tmp_path, monkeypatch, capsys):
+def test_cli_errors_are_one_line(tiny_run, tmp_path, monkeypatch, run_cli):
     monkeypatch.setenv("DCIGN_EVAL_CACHE", str(tmp_path / "cache"))
     garbage = tmp_path / "x.png"
     garbage.write_text("not an image")
@@ -419,7 +402,7 @@ def test_cli_errors_are_one_line(tiny_run, tmp_path, monkeypatch, capsys):
         argv = ["traverse", "--out", tmp_path / "o", *args]
         if "--model" not in args:
             argv += ["--model", tiny_run]
-        code, stdout, stderr = run_cli(argv, monkeypatch, capsys)
+        code, stdout, stderr = run_cli(argv)
         lines = stderr.strip().splitlines()
         assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (args, stderr)
         assert expected in lines[0], (args, lines[0])
