@@ -396,3 +396,22 @@ def test_a_stage_whose_encoder_does_not_fit_the_one_it_starts_from():
     stages = "[[stage]]\nname = 'a'\nsteps = 2\n[[stage]]\nname = 'b'\nwidth = 0.25\n"
     assert "stage 'b' of r.toml has encoder_channels (24, 12) but starts from 'a', which has " \
            "(12, 6)" in error_of(recipe_text("d", stages))
+
+
+def test_a_second_recipe_waits_for_the_data_another_one_renders(tmp_path, hold_lock):
+    """The DC-IGN's and the baseline's recipes started together share one data set: the second
+    waits while the first holds its lock, then reuses what it rendered."""
+    from trainer.recipe import render_data
+    data = tmp_path / "mv"
+    recipe = parse_recipe(f"[data]\nout = '{data}'\ntrain_batches = 1\ntest_batches = 1\n"
+                          "size = 32\n[[stage]]\nname = 'a'\nsteps = 1\n", "r.toml")
+    holder = hold_lock(data)
+    killer = subprocess.Popen([sys.executable, "-c",
+                               f"import os, time; time.sleep(1); os.kill({holder.pid}, 9)"])
+    start = time.perf_counter()
+    render_data(recipe, log=lambda line: None)
+    waited = time.perf_counter() - start
+    killer.wait()
+    holder.wait()
+    assert waited > 0.5
+    assert sorted(p.name for p in data.iterdir()) == ["test", "train"]

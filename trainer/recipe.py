@@ -483,7 +483,9 @@ def render_data(recipe: Recipe, log: Log) -> None:
     total = sum(spec.batches_per_type.values()) * len(BATCH_TYPES) * BATCH_SIZE
     log(f"recipe: monovariant data {d['out']} ({total:,} faces, {size}x{size}; reused when "
         f"already rendered)")
-    render_monovariant(d["out"], spec, size=size)
+    # two recipes sharing one data set (the DC-IGN's and the baseline's, started together):
+    # the second waits while the first renders or checks it, then reuses it
+    render_monovariant(d["out"], spec, size=size, wait=True)
 
 
 def run_recipe(recipe: Recipe, out: str | Path, log: Log = _stderr,

@@ -226,12 +226,16 @@ def monovariant_factors(spec: MonovariantSpec, split: str) -> pd.DataFrame:
 
 
 def render_monovariant(out: str | os.PathLike, spec: MonovariantSpec, size: int = 64,
-                       force: bool = False,
-                       progress: ProgressFn | None = None) -> dict[str, FaceDataset]:
-    """Render (or reuse) monovariant ``train`` and ``test`` sets under ``out``."""
+                       force: bool = False, progress: ProgressFn | None = None,
+                       wait: bool = False) -> dict[str, FaceDataset]:
+    """Render (or reuse) monovariant ``train`` and ``test`` sets under ``out``.
+
+    While rendering, ``out`` is locked: another process rendering it is refused, or, with
+    ``wait``, waits for it and then reuses what it rendered.
+    """
     out = Path(out)
     result = {}
-    with DirectoryLock(out):  # another process rendering here is refused
+    with DirectoryLock(out, wait=wait):
         for split in SPLITS:
             manifest = {"kind": "monovariant", "split": split,
                         "generator_version": GENERATOR_VERSION, "seed": spec.seed, "size": size,
