@@ -7,17 +7,23 @@ reconstruction sheet does (`dcign_eval.reconstruction.reconstructions`); then ev
 ranked against all the faces' identities rendered at its pose and light (`dcign_eval.lineup`,
 the report's lineup: with the default 64 faces and seed 0, the same faces).
 
-    python scripts/reconstruction_mse.py dcign vae runs/dcign/relative --faces 64
+    python scripts/reconstruction_mse.py dcign vae runs/dcign/relative --faces 64 \
+        [--csv out/reconstruction.csv]
+
+``--csv`` also writes tidy rows (model, metric, value: ``reconstruction_mse`` and
+``reconstruction_ssim``) for ``scripts/ship_model.py --stages``.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from dcign_eval.lineup import lineup, lineup_table
 from dcign_eval.protocol import load_models
 from dcign_eval.reconstruction import held_out_faces, reconstruction_table, reconstructions
-from trainer.errors import ArgumentParser, run_main
+from trainer.errors import ArgumentParser, DcignError, run_main
+from trainer.io import atomic_write_text, check_writable_dir
 
 
 def main() -> None:
@@ -26,12 +32,24 @@ def main() -> None:
     p.add_argument("models", nargs="+", help="run directories, shipped names or file.py:factory specs")
     p.add_argument("--faces", type=int, default=64, help="held-out faces, 1..64")
     p.add_argument("--seed", type=int, default=0, help="which faces (random_state)")
+    p.add_argument("--csv", type=Path, help="also write tidy rows (model, metric, value) here")
     args = p.parse_args()
+    if args.csv is not None:
+        check_writable_dir(args.csv.parent, "--csv's folder")
+        if args.csv.is_dir():
+            raise DcignError(f"--csv {args.csv} is a folder, not a file")
     faces = held_out_faces(args.faces, random_state=args.seed)
     rec = reconstructions(load_models(args.models), faces)
     table = reconstruction_table(rec)
     identified = lineup_table(lineup(rec)) if len(faces) > 1 else None
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.csv is not None:
+        tidy = table.melt(id_vars=["model", "faces"], value_vars=["MSE", "SSIM"],
+                          var_name="metric", value_name="value")
+        tidy["metric"] = "reconstruction_" + tidy["metric"].str.lower()
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.csv, tidy[["model", "metric", "value", "faces"]].to_csv(
+            index=False))
     if identified is not None:
         print()
         print(identified.drop(columns="chance").to_string(index=False,

@@ -7,11 +7,20 @@ is, how to rebuild it (its recipe and every stage of its lineage), its figures (
 `dcign-eval metrics` CSV, plus any measured elsewhere) and its limits.
 
     python scripts/ship_model.py runs/dcign dcign --metrics out/metrics/metrics.csv \
+        [--stages out/stages/metrics.csv --stages out/stages/reconstruction.csv] \
         [--recipe recipes/dcign.toml] [--about about.md] [--figures rows.md] [--limits limits.md]
 
 RUN is a run directory or a recipe's output directory (its final stage). ``--figures`` holds
 extra rows of the figures table (``| measure | value | command |``), ``--about`` and ``--limits``
-a paragraph or a list each. For a run that records no lineage, ``--pretrain RUN`` (repeated,
+a paragraph or a list each. ``--stages`` (repeatable) holds figures of each stage's own final
+weights, tidy CSVs whose ``model`` is the stage's name:
+
+    dcign-eval metrics --model runs/dcign/pretrain --model runs/dcign/paper ... --metric none \
+        --out out/stages
+    python scripts/reconstruction_mse.py runs/dcign/pretrain runs/dcign/paper ... \
+        --csv out/stages/reconstruction.csv
+
+For a run that records no lineage, ``--pretrain RUN`` (repeated,
 earliest first) names its earlier stages.
 """
 
@@ -101,14 +110,48 @@ CARD_METRICS = (
 )
 
 
+#: the columns of the card's stage table: (metric, column header, format)
+STAGE_METRICS = (
+    ("spearman_azimuth", "azimuth", ".3f"),
+    ("spearman_elevation", "elevation", ".3f"),
+    ("spearman_light", "light", ".3f"),
+    ("intrinsic_invariance", "intrinsic ratio", ".3f"),
+    ("reconstruction_mse", "MSE", ".4f"),
+)
+
+
+def stage_table(stages: list[dict], figures: pd.DataFrame) -> list[str]:
+    """Markdown: the figures of each stage's final weights, one row per stage that ``figures``
+    (tidy rows of model, metric, value; the model named as the stage) has, in lineage order."""
+    values = {(m, k): v for m, k, v in zip(figures.model, figures.metric, figures.value)}
+    columns = [c for c in STAGE_METRICS if any(k == c[0] for _, k in values)]
+    rows = [s["name"] for s in stages if any(m == s["name"] for m, _ in values)]
+    if not rows or not columns:
+        return []
+    lines = ["## What each stage added", "",
+             "Each stage's own final weights on held-out identities: the Spearman |rho| of the "
+             "azimuth, elevation and light neurons (a baseline: its best single latents), the "
+             "intrinsic block's within/between-identity distance ratio (lower is better) and the "
+             "mean reconstruction MSE of 64 held-out faces. A row against the row above is what "
+             "that stage added to the stages before it.", "",
+             "| stage | " + " | ".join(c[1] for c in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for stage in rows:
+        cells = [format(values[stage, m], fmt) if (stage, m) in values else "" for m, _, fmt
+                 in columns]
+        lines.append(f"| `{stage}` | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def card(name: str, run: Path, metrics: pd.DataFrame | None, *, recipe: str | None = None,
          about: str = "", figures: str = "", limits: str = "",
-         pretrain: list[Path] | tuple = ()) -> str:
+         pretrain: list[Path] | tuple = (), stage_figures: pd.DataFrame | None = None) -> str:
     """The one-page model card: what the model is, how to rebuild it, its figures, its limits.
 
     The stages come from the run's lineage (:func:`trainer.checkpoint.read_lineage`; for a run
     that records none, the ``pretrain`` runs stand for its earlier stages); ``recipe`` is the
-    recipe that rebuilds it (default: the one that made it, else ``recipes/NAME.toml``).
+    recipe that rebuilds it (default: the one that made it, else ``recipes/NAME.toml``);
+    ``stage_figures`` the figures of each stage's final weights (:func:`stage_table`).
     """
     config = read_config(run)
     info = summary(run)
@@ -165,9 +208,27 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, *, recipe: str | No
             if metric in values:
                 lines.append(f"| {label} | {values[metric]:.3f} | `dcign-eval metrics` |")
     lines += [row for row in figures.strip().splitlines() if row.strip()]
+    if stage_figures is not None:
+        lines += [""] + stage_table(stages, stage_figures)
     if limits:
         lines += ["", "## Limits", "", limits.strip()]
     return "\n".join(lines) + "\n"
+
+
+def read_tidy(paths: list[Path]) -> pd.DataFrame:
+    """Rows of model, metric, value from each CSV; a CSV without those columns is an error."""
+    frames = []
+    for path in paths:
+        try:
+            frame = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            raise DcignError(f"{path} is not a CSV ({str(e).splitlines()[0]})") from None
+        missing = [c for c in ("model", "metric", "value") if c not in frame.columns]
+        if missing:
+            raise DcignError(f"{path} has no column {missing[0]!r}: expected the tidy rows of "
+                             "`dcign-eval metrics` or `reconstruction_mse.py --csv`")
+        frames.append(frame[["model", "metric", "value"]])
+    return pd.concat(frames, ignore_index=True)
 
 
 def main() -> None:
@@ -184,10 +245,15 @@ def main() -> None:
     p.add_argument("--limits", type=Path, help="markdown: what the model does not do")
     p.add_argument("--pretrain", type=Path, action="append", default=[],
                    help="a run this one descends from by --init-from; repeat, earliest first")
+    p.add_argument("--stages", type=Path, action="append", default=[],
+                   help="tidy CSV (model, metric, value) of each stage's final weights, the "
+                        "model named as the stage; repeat for more measures")
     args = p.parse_args()
-    for path in (args.metrics, args.about, args.figures, args.limits):
+    for path in (args.metrics, args.about, args.figures, args.limits, *args.stages):
         if path is not None and not path.is_file():
             raise DcignError(f"{path} is not a file")
+    metrics = pd.read_csv(args.metrics) if args.metrics else None
+    stage_figures = read_tidy(args.stages) if args.stages else None
     args.run = resolve_run_dir(args.run)  # a recipe's output directory: its final stage
     load_checkpoint(args.run)  # refuse anything that is not a complete, valid run
     dest = SHIPPED / args.name
@@ -196,11 +262,11 @@ def main() -> None:
     tmp.mkdir(parents=True)
     for f in FILES + tuple(f for f in LINEAGE_FILES if (args.run / f).is_file()):
         shutil.copy2(args.run / f, tmp / f)
-    metrics = pd.read_csv(args.metrics) if args.metrics else None
     text = {k: getattr(args, k).read_text() if getattr(args, k) else ""
             for k in ("about", "figures", "limits")}
     (tmp / "MODEL_CARD.md").write_text(card(args.name, args.run, metrics, recipe=args.recipe,
-                                            pretrain=args.pretrain, **text))
+                                            pretrain=args.pretrain,
+                                            stage_figures=stage_figures, **text))
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     print(f"shipped {args.run} as {dest}")

@@ -17,9 +17,14 @@ def run(*args):
                           capture_output=True, text=True, timeout=300)
 
 
-def test_reconstruction_mse_table():
-    r = run("vae", "dcign", "--faces", "3")
+def test_reconstruction_mse_table(tmp_path):
+    r = run("vae", "dcign", "--faces", "3", "--csv", str(tmp_path / "rec.csv"))
     assert r.returncode == 0, r.stderr
+    tidy = pd.read_csv(tmp_path / "rec.csv")
+    assert list(tidy.columns) == ["model", "metric", "value", "faces"]
+    assert sorted(zip(tidy.model, tidy.metric)) == [
+        ("dcign", "reconstruction_mse"), ("dcign", "reconstruction_ssim"),
+        ("vae", "reconstruction_mse"), ("vae", "reconstruction_ssim")]
     first, second = r.stdout.strip().split("\n\n")
     header, *rows = first.splitlines()
     assert header.split() == ["model", "faces", "MSE", "SSIM"]
@@ -131,6 +136,17 @@ def test_ship_model_card_names_every_stage(tmp_path, make_monovariant_data):
     assert text.rstrip().endswith("## Limits\n\n- it is tiny")
     assert len(text.splitlines()) < 60  # one page
 
+    # each stage's own figures, from tidy CSVs naming the stages; a stage not measured is left out
+    stages = pd.DataFrame({"model": ["dec", "mono", "mono", "dec", "other"],
+                           "metric": ["spearman_azimuth", "spearman_azimuth",
+                                      "reconstruction_mse", "reconstruction_mse", "mig"],
+                           "value": [0.9, 0.5, 0.01234, 0.005, 1.0]})
+    text = ship.card("dcign", tmp_path / "dec", metrics, stage_figures=stages)
+    table = text[text.index("## What each stage added"):].split("\n\n")[2].splitlines()
+    assert table == ["| stage | azimuth | MSE |", "|---|---|---|",
+                     "| `mono` | 0.500 | 0.0123 |", "| `dec` | 0.900 | 0.0050 |"]
+    assert "## What each stage added" not in ship.card("dcign", tmp_path / "dec", metrics)
+
     from dcign_eval.report import load_report_models, model_card
     card = model_card(load_report_models(tmp_path / "dec")[0])
     assert card["kind"] == "DC-IGN (monovariant training)"
@@ -149,6 +165,7 @@ def test_the_other_scripts_refuse_bad_input_with_one_line(tmp_path):
                          ("ship_model.py", [str(tmp_path), "bogus"]),
                          ("ship_model.py", [str(tmp_path), "vae", "--metrics",
                                             str(tmp_path / "none.csv")]),
+                         ("ship_model.py", [str(tmp_path), "vae", "--stages", __file__]),
                          ("build_head_asset.py", [str(tmp_path / "none.whl"), "--out",
                                                   str(tmp_path / "head.npz")]),
                          ("blind_lineup.py", ["read"])):
