@@ -273,9 +273,11 @@ def test_unclamped_share_mixes_in_unclamped_batches(data, tmp_path):
 
 
 def test_removed_options_read_from_old_configs_only_when_they_changed_nothing(data, tmp_path):
-    old = {**TrainConfig().to_dict(), "decoder_noise": 1.0, "decoder_hidden": 0}
+    old = {**TrainConfig().to_dict(), "decoder_noise": 1.0, "decoder_hidden": 0,
+           "clamp_reference": "mean"}
     assert TrainConfig.from_dict(old) == TrainConfig()
-    for key, value in (("decoder_noise", 0.0), ("decoder_hidden", 96)):
+    for key, value in (("decoder_noise", 0.0), ("decoder_hidden", 96),
+                       ("clamp_reference", "first")):
         with pytest.raises(DcignError) as e:
             TrainConfig.from_dict({**old, key: value}, "config.json")
         assert f"config.json sets {key} = {value!r}; that option was removed" in \
@@ -387,7 +389,7 @@ def test_not_a_checkpoint(data, tmp_path):
 
 def test_options_a_mode_ignores_are_errors(data, tmp_path):
     for key, value in (("invariance_strength", 100.0), ("ratio", (1.0, 1.0, 1.0, 1.0)),
-                       ("clamp_reference", "first"), ("invariance_scale", "relative")):
+                       ("invariance_scale", "relative")):
         with pytest.raises(DcignError) as e:
             train(tiny(data, tmp_path / "vae", mode="vae", **{key: value}))
         assert f"{key} means nothing in vae mode" in one_line_error(e)

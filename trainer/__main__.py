@@ -1,6 +1,6 @@
 """``python -m trainer`` / ``torchrun --nproc_per_node N -m trainer``: train a DC-IGN or a baseline.
 
-Every :class:`~trainer.train.TrainConfig` field is a flag (``--batch-size``, ``--clamp-reference``,
+Every :class:`~trainer.train.TrainConfig` field is a flag (``--batch-size``, ``--kl-weight``,
 ...). Values come from, in increasing priority: the defaults, the run's saved config (with
 ``--resume``), a ``--config FILE.json`` of TrainConfig keys, and the flags. ``dcign-eval train``
 forwards its arguments here unchanged. ``--recipe FILE --out DIR`` trains a recipe's stages instead
@@ -31,10 +31,8 @@ PROG = "python -m trainer"
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    from trainer.train import (CLAMP_REFERENCES, INVARIANCE_SCALES, LR_SCHEDULES, MODES,
-                               NAMED_LATENTS, TrainConfig)
-    choices = {"mode": MODES, "clamp_reference": CLAMP_REFERENCES,
-               "invariance_scale": INVARIANCE_SCALES, "lr_schedule": LR_SCHEDULES,
+    from trainer.train import INVARIANCE_SCALES, LR_SCHEDULES, MODES, NAMED_LATENTS, TrainConfig
+    choices = {"mode": MODES, "invariance_scale": INVARIANCE_SCALES, "lr_schedule": LR_SCHEDULES,
                "named_latents": NAMED_LATENTS}
     p = ArgumentParser(prog=prog, description="Train a DC-IGN (monovariant) or the entangled "
                        "VAE baseline. Values: defaults < the run's saved config (--resume) < "

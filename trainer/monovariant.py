@@ -4,9 +4,9 @@ Kulkarni et al., "Deep Convolutional Inverse Graphics Network", NIPS 2015 (arXiv
 section 3.1: each batch varies one scene factor only (a *monovariant batch*). The latents that
 should not explain it (the *inactive* ones) are
 
-* forward: clamped to the batch reference, so the decoder must explain the batch with the active
-  latents alone; the reference is the batch mean (the paper) or the first sample (the original
-  code). Both mu and log-variance are clamped, before z is sampled.
+* forward: clamped to the batch mean, so the decoder must explain the batch with the active
+  latents alone (the original code clamped to the batch's first sample; the paper says the mean).
+  Both mu and log-variance are clamped, before z is sampled.
 * backward: their gradient is replaced by ``invariance_strength * (x_i - mean_j x_j)``, where x is
   the encoder's output *before* the clamp. That is the descent gradient of the penalty
   ``0.5 * s * sum_i ||x_i - mean||^2`` (the deviations sum to zero, so the mean's own dependence on
@@ -52,16 +52,15 @@ from trainer.faces.datasets import BATCH_TYPES
 ACTIVE_GROUP = {"AZ_VARIED": "azimuth", "EL_VARIED": "elevation", "LIGHT_VARIED": "light",
                 "SHAPE_VARIED": "intrinsic"}
 DEFAULT_RATIO = (1.0, 1.0, 1.0, 10.0)  # azimuth : elevation : light : intrinsic (paper, sec. 4)
-CLAMP_REFERENCES = ("mean", "first")
 INVARIANCE_SCALES = ("absolute", "relative")
 
 
 class ClampInvariance(torch.autograd.Function):
-    """Clamp the inactive columns of x (N, D) to the batch reference; invariance gradient back.
+    """Clamp the inactive columns of x (N, D) to the batch mean; invariance gradient back.
 
-    forward(x, inactive, reference, strength, push=None):  # strength: a number or one per column
+    forward(x, inactive, strength, push=None):  # strength: a number or one per column
         out[:, j] = x[:, j]                          for active j
-        out[:, j] = mean_i x[i, j]  (or x[0, j])     for inactive j
+        out[:, j] = mean_i x[i, j]                   for inactive j
     backward(grad_out):
         grad_x[:, j] = grad_out[:, j] - push[j] * (x[:, j] - mean_i x[i, j])  for active j
         grad_x[:, j] = strength * (x[:, j] - mean_i x[i, j]) for inactive j (grad_out ignored)
@@ -71,8 +70,8 @@ class ClampInvariance(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, inactive, reference, strength, push=None):
-        ref = x.mean(0) if reference == "mean" else x[0]
+    def forward(ctx, x, inactive, strength, push=None):
+        ref = x.mean(0)
         mask = inactive.to(x.device)
         strength = (strength.to(x.device, x.dtype) if torch.is_tensor(strength)
                     else torch.tensor(float(strength), device=x.device, dtype=x.dtype))
@@ -86,18 +85,16 @@ class ClampInvariance(torch.autograd.Function):
         x, mask, strength, push = ctx.saved_tensors
         centred = x - x.mean(0, keepdim=True)
         grad = torch.where(mask, strength * centred, grad_out - push * centred)
-        return grad.to(grad_out.dtype), None, None, None, None
+        return grad.to(grad_out.dtype), None, None, None
 
 
-def clamp_invariance(x: torch.Tensor, inactive: torch.Tensor, reference: str = "mean",
+def clamp_invariance(x: torch.Tensor, inactive: torch.Tensor,
                      strength: float | torch.Tensor = 0.01,
                      push: torch.Tensor | None = None) -> torch.Tensor:
     """Functional form of :class:`ClampInvariance`; ``inactive`` is a bool mask of shape (D,),
     ``strength`` a number or a tensor of one strength per column, ``push`` None or one per
     column."""
-    if reference not in CLAMP_REFERENCES:
-        raise DcignError(f"clamp reference must be one of {CLAMP_REFERENCES}, got {reference!r}")
-    return ClampInvariance.apply(x, inactive, reference, strength, push)
+    return ClampInvariance.apply(x, inactive, strength, push)
 
 
 def inactive_mask(batch_type: str, latent_names: dict, latent_dim: int) -> torch.Tensor:
@@ -192,9 +189,9 @@ class MonovariantClamp:
     means apart by the penalty's other derivative (see :class:`ActiveSpread`).
     """
 
-    def __init__(self, inactive: torch.Tensor, reference: str = "mean", strength: float = 0.01,
+    def __init__(self, inactive: torch.Tensor, strength: float = 0.01,
                  spread: ActiveSpread | None = None):
-        self.inactive, self.reference, self.strength = inactive, reference, strength
+        self.inactive, self.strength = inactive, strength
         self.spread = spread
 
     def __call__(self, mu: torch.Tensor, logvar: torch.Tensor):
@@ -202,8 +199,8 @@ class MonovariantClamp:
         if self.spread is not None:
             self.spread.update(mu, ~self.inactive)
             strength, push = self.spread.strengths(self.strength)
-        return (clamp_invariance(mu, self.inactive, self.reference, strength, push),
-                clamp_invariance(logvar, self.inactive, self.reference, strength))
+        return (clamp_invariance(mu, self.inactive, strength, push),
+                clamp_invariance(logvar, self.inactive, strength))
 
 
 class GroupedClamp:

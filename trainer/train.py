@@ -51,8 +51,8 @@ from trainer.faces.datasets import BATCH_TYPES, FaceDataset, load_dataset
 from trainer.io import DirectoryLock, check_writable_dir
 from trainer.model import (DCIGN, DCIGN_LATENTS, DECODER_SHAPE, ENCODER_SHAPE, ModelConfig,
                            neg_elbo, permute_latents, widen_decoder)
-from trainer.monovariant import (ACTIVE_GROUP, CLAMP_REFERENCES, DEFAULT_RATIO, INVARIANCE_SCALES,
-                                 ActiveSpread, GroupedClamp, MonovariantClamp,
+from trainer.monovariant import (ACTIVE_GROUP, DEFAULT_RATIO, INVARIANCE_SCALES, ActiveSpread,
+                                 GroupedClamp, MonovariantClamp,
                                  batch_type_probabilities, inactive_mask, named_latent_order,
                                  order_scores, pick_named_latents, sample_monovariant_batch,
                                  spread_scores)
@@ -77,7 +77,7 @@ RENAMED = {"beta": "kl_weight"}
 #: (config.json's "model"), not as a copy among the training options
 SHAPE_OPTIONS = ("latent_dim", "width", "code_width", "decoder_width")
 #: options no recipe uses any more, read from old configs only at the value that changed nothing
-REMOVED = {"decoder_hidden": 0, "decoder_noise": 1.0}
+REMOVED = {"decoder_hidden": 0, "decoder_noise": 1.0, "clamp_reference": "mean"}
 
 
 @dataclass
@@ -104,8 +104,6 @@ class TrainConfig:
                                      "keeps a GPU busy)")
     ratio: tuple = _knob(DEFAULT_RATIO, "batch-type ratio azimuth elevation light intrinsic",
                          MONOVARIANT)
-    clamp_reference: str = _knob("mean", "clamp inactive latents to the batch 'mean' (paper) "
-                                         "or the 'first' sample (original code)", MONOVARIANT)
     invariance_strength: float = _knob(0.01, "scale of the gradient pulling inactive latents "
                                              "toward the batch mean", MONOVARIANT)
     invariance_scale: str = _knob("absolute", "'absolute': the pull is strength * (z - mean) "
@@ -199,8 +197,6 @@ class TrainConfig:
             bad("no run directory given (--out DIR)")
         if self.mode not in MODES:
             bad(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.clamp_reference not in CLAMP_REFERENCES:
-            bad(f"clamp_reference must be one of {CLAMP_REFERENCES}, got {self.clamp_reference!r}")
         if self.invariance_scale not in INVARIANCE_SCALES:
             bad(f"invariance_scale must be one of {INVARIANCE_SCALES}, "
                 f"got {self.invariance_scale!r}")
@@ -272,9 +268,9 @@ def renamed_keys(d: dict, source: str = "the config", error=DcignError) -> dict:
 
 # A resumed run keeps these; the others (paths, lengths, intervals, device) may change.
 FIXED_ON_RESUME = ("mode", "batch_size", "batches_per_step", "lr", "lr_schedule", "betas", "eps",
-                   "kl_weight", "ratio", "clamp_reference", "invariance_strength",
-                   "invariance_scale", "width", "code_width", "decoder_width", "latent_dim",
-                   "freeze_encoder", "unclamped_share", "seed")
+                   "kl_weight", "ratio", "invariance_strength", "invariance_scale", "width",
+                   "code_width", "decoder_width", "latent_dim", "freeze_encoder", "unclamped_share",
+                   "seed")
 
 
 class NonFiniteLoss(DcignError):
@@ -639,7 +635,7 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: in
                                           f"relative-invariance run saves")
                 spread.load_state_dict(resumed.rng[SPREAD_KEY])
         clamps = {b: MonovariantClamp(inactive_mask(b, model_cfg.latent_names, cfg.latent_dim)
-                                      .to(device), cfg.clamp_reference, cfg.invariance_strength,
+                                      .to(device), cfg.invariance_strength,
                                       spread)
                   for b in BATCH_TYPES}
     val_rows = validation_rows(test_set, cfg.val_batches) if cfg.val_every else []

@@ -107,7 +107,6 @@ def model_card(m: Model) -> dict[str, str]:
         ratio = train.get("ratio") or []
         card["batch-type ratio (az : el : light : intrinsic)"] = " : ".join(f"{r:g}"
                                                                              for r in ratio)
-        card["clamp reference"] = str(train.get("clamp_reference", ""))
         card["invariance strength"] = f"{train.get('invariance_strength', '')}"
         if train.get("invariance_scale", "absolute") != "absolute":
             card["invariance strength"] += f" ({train['invariance_scale']})"
