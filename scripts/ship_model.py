@@ -37,7 +37,7 @@ from trainer.checkpoint import (CONFIG, HISTORY, LINEAGE, LINEAGE_HISTORY, STATE
                                 read_state, resolve_run_dir)
 from trainer.errors import ArgumentParser, DcignError, run_main
 from trainer.model import describe_own_sizes
-from trainer.train import TrainConfig
+from trainer.config import TrainConfig
 
 SHIPPED = Path(__file__).resolve().parents[1] / "dcign_eval" / "models"
 FILES = (WEIGHTS, CONFIG, STATE, HISTORY)

@@ -16,9 +16,10 @@ import trainer.train as train_mod
 from dcign_eval import load_model
 from dcign_eval.cli import app
 from trainer.checkpoint import load_checkpoint, read_lineage
+from trainer.config import TrainConfig
 from trainer.errors import CheckpointError, DcignError
 from trainer.recipe import load_recipe, parse_recipe, run_recipe
-from trainer.train import TrainConfig, train
+from trainer.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

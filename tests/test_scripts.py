@@ -101,7 +101,8 @@ def test_ship_model_card_names_every_stage(tmp_path, make_monovariant_data):
 
     import torch
 
-    from trainer.train import TrainConfig, train
+    from trainer.config import TrainConfig
+    from trainer.train import train
     spec = importlib.util.spec_from_file_location("ship_model", SCRIPTS / "ship_model.py")
     ship = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ship)

@@ -26,7 +26,8 @@ def _replica(rank: int, world: int, port: int, data: str, out: str, results: str
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from trainer.train import TrainConfig, train
+    from trainer.config import TrainConfig
+    from trainer.train import train
     result = train(TrainConfig(data=data, out=out, steps=3, width=0.125, checkpoint_every=3,
                                val_every=0, quiet=True, verify_data=False))
     torch.save({"weights": result.model.state_dict(),

@@ -16,9 +16,10 @@ import trainer.train as train_mod
 from dcign_eval import load_model
 from trainer.__main__ import main as trainer_main
 from trainer.checkpoint import load_checkpoint, read_lineage
-from trainer.faces.datasets import BATCH_TYPES
+from trainer.config import SHAPE_OPTIONS, TrainConfig
 from trainer.errors import CheckpointError, DatasetError, DcignError
-from trainer.train import SHAPE_OPTIONS, NonFiniteLoss, TrainConfig, train
+from trainer.faces.datasets import BATCH_TYPES
+from trainer.train import NonFiniteLoss, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -347,7 +347,8 @@ def test_fidelity_frame_and_plot(standin, calibration, tmp_path):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     from trainer.faces import MonovariantSpec, render_monovariant
-    from trainer.train import TrainConfig, train
+    from trainer.config import TrainConfig
+    from trainer.train import train
 
     root = tmp_path_factory.mktemp("tiny")
     spec = MonovariantSpec(batches_per_type={"train": 3, "test": 1},

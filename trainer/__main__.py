@@ -1,6 +1,6 @@
 """``python -m trainer`` / ``torchrun --nproc_per_node N -m trainer``: train a DC-IGN or a baseline.
 
-Every :class:`~trainer.train.TrainConfig` field is a flag (``--batch-size``, ``--kl-weight``,
+Every :class:`~trainer.config.TrainConfig` field is a flag (``--batch-size``, ``--kl-weight``,
 ...). Values come from, in increasing priority: the defaults, the run's saved config (with
 ``--resume``), a ``--config FILE.json`` of TrainConfig keys, and the flags. ``dcign-eval train``
 forwards its arguments here unchanged. ``--recipe FILE --out DIR`` trains a recipe's stages instead
@@ -31,7 +31,7 @@ PROG = "python -m trainer"
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    from trainer.train import INVARIANCE_SCALES, LR_SCHEDULES, MODES, NAMED_LATENTS, TrainConfig
+    from trainer.config import INVARIANCE_SCALES, LR_SCHEDULES, MODES, NAMED_LATENTS, TrainConfig
     choices = {"mode": MODES, "invariance_scale": INVARIANCE_SCALES, "lr_schedule": LR_SCHEDULES,
                "named_latents": NAMED_LATENTS}
     p = ArgumentParser(prog=prog, description="Train a DC-IGN (monovariant) or the entangled "
@@ -74,7 +74,7 @@ def config_from_argv(argv: list[str] | None = None, prog: str = PROG):
     """Parse the command line into a TrainConfig (see the module docstring for priorities)."""
     from trainer.checkpoint import read_config
     from trainer.recipe import warn
-    from trainer.train import RENAMED, TrainConfig, renamed_keys
+    from trainer.config import RENAMED, TrainConfig, renamed_keys
     args = vars(build_parser(prog).parse_args(argv))
     values: dict = {}
     config_file = args.pop("config", None)

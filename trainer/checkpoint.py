@@ -230,7 +230,7 @@ def read_config(run_dir: str | os.PathLike) -> dict:
         if not isinstance(config.get(key), dict):
             raise CheckpointError(f"{run_dir / CONFIG} lacks its {key!r} section")
     model_config_from_dict(config["model"], run_dir / CONFIG)
-    from trainer.train import TrainConfig  # trainer.train imports this module
+    from trainer.config import TrainConfig  # trainer.config imports this module
     check_field_types(TrainConfig, config["train"], run_dir / CONFIG, section="train")
     for key, kind in DATA_KEYS.items():
         if key in config["data"] and not isinstance(config["data"][key], kind):

@@ -51,10 +51,10 @@ from typing import Callable
 import torch.distributed as dist
 
 from trainer import checkpoint as ckpt_io
+from trainer.config import MODES, RENAMED, TrainConfig, mode_of, renamed_keys
 from trainer.errors import ArgumentParser, DcignError
 from trainer.model import DECODER_SHAPE, ENCODER_SHAPE
-from trainer.train import (MODES, RENAMED, TrainConfig, TrainResult, mode_of, renamed_keys,
-                           setup_distributed, train)
+from trainer.train import TrainResult, setup_distributed, train
 
 #: TrainConfig keys the runner sets itself (``init_from`` is a stage's name in a recipe)
 RUNNER_KEYS = ("out", "resume", "init_from")
