@@ -51,7 +51,7 @@ def section(models: Sequence[Model], settings: ReportSettings, root: Path, cache
         cards = []
         for k, m in enumerate(decoding):
             calibration = calibrations[m.name]
-            neuron, = tv.resolve_neuron(m, factor, calibration)
+            [neuron] = tv.resolve_neuron(m, factor, calibration)
             values, degrees = tv.angle_sweep(calibration, factor, settings.traverse_frames)
             t = tv.traverse(m, images[int(m.image_size)], neuron, values, degrees, sources)
             stem = f"{k + 1}-{tv.model_stem(m.name)}-{factor}"
