@@ -474,8 +474,8 @@ def report_cmd(
                                                 "recognition)."),
 ) -> None:
     """Write one HTML page comparing 1 to 8 models side by side: model cards, reconstructions
-    and their lineup (is each nearest its own identity?), traversal movies and re-rendering
-    fidelity, inferred-versus-true scatter plots, the disentanglement metrics beside the true
+    and their lineup (is each nearest its own identity?), traversals (one slider over every
+    model's frames at the same angle; GIF and MP4 to download) and re-rendering fidelity, inferred-versus-true scatter plots, the disentanglement metrics beside the true
     factors (ceiling) and a random code (floor), the recognition tables and plots, and
     provenance.
 

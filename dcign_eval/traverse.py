@@ -18,8 +18,10 @@ Read bottom up:
   the latent most correlated with that factor on the grid, and is told so.
 * Sweeps (:func:`sweep_values`, :func:`traverse` -> :class:`Traversal`): decoded frames, and the
   true render at the calibrated angle of every frame when the source is a face-world face.
-* Drawing (:func:`movie_frames`, :func:`contact_sheet`) and writing (:func:`write_gif`,
-  :func:`write_mp4`); :func:`traverse_to_files` does the whole ``dcign-eval traverse`` job.
+  :func:`angle_sweep` puts several models' sweeps on the same angles, frame by frame.
+* Drawing (:func:`face_frames`, :func:`movie_frames`, :func:`contact_sheet`) and writing
+  (:func:`write_gif`, :func:`write_mp4`, :func:`write_frames`: one PNG a frame);
+  :func:`traverse_to_files` does the whole ``dcign-eval traverse`` job.
 * Re-rendering fidelity (:func:`rerender_fidelity` -> a tidy frame, :func:`plot_fidelity`): for
   held-out faces, set the named latent to the calibrated value of a target angle, decode and
   compare with the true render (MSE, SSIM), beside the reconstruction error of that true render --
@@ -434,6 +436,26 @@ def sweep_values(calibration: Calibration, neuron: Neuron, frames: int = 32,
     return values, (fmap.to_degrees(values) if fmap is not None else None)
 
 
+
+def angle_sweep(calibration: Calibration, factor: str, frames: int = 32
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """A sweep over the factor's whole range in evenly spaced angles, mapped to the latent that
+    stands for it through the monotone calibration: sweeps of several models made this way
+    stand on the same angle frame by frame, so their frames line up.
+
+    Unlike :func:`sweep_values` with a degree range, a latent that does not change with the
+    factor on the calibration grid is not refused: it stays at its one calibrated value, and
+    its frames do not move.
+
+    Returns:
+        (values (frames,), degrees (frames,)).
+    """
+    if factor not in NAMED:
+        raise DcignError(f"unknown factor {factor!r}; choose from {', '.join(NAMED)}")
+    check_sweep_args(frames)
+    degrees = np.linspace(*FACTOR_RANGES[factor], frames)
+    return calibration.factors[factor].to_latent(degrees), degrees
+
 @dataclass
 class Traversal:
     """One sweep of one latent for N source faces over F frames.
@@ -665,21 +687,18 @@ def _caption(t: Traversal, f: int) -> str:
     return text
 
 
-def movie_frames(traversal: Traversal, scale: int | None = None,
-                 columns: int | None = None) -> np.ndarray:
-    """The movie: (F, H, W) uint8 frames, H and W multiples of 16 (what video codecs want).
+def face_frames(traversal: Traversal, scale: int = 1, columns: int | None = None) -> np.ndarray:
+    """The faces of every frame and nothing else: (F, H, W) uint8.
 
-    Each frame shows every source face (a grid of ``columns``, default about square), the
-    decoded face beside its true render when there is one, a caption with the latent value (and
-    angle), and a slider along the bottom marking the frame's place in the sweep.
+    Each frame is every source face (a grid of ``columns``, default about square), the decoded
+    face beside its true render when there is one, upscaled ``scale`` times (nearest
+    neighbour). :func:`movie_frames` adds a caption and a slider bar; the report's slider shows
+    them as they are (``scale`` 1: the page upscales, so the files stay small).
     """
     t = traversal
     n, f, size = t.decoded.shape[:3]
-    scale = scale or default_scale(size)
     columns = columns or int(math.ceil(math.sqrt(n)))
     gap = max(2, scale * 2)
-    font_size = 12 if scale * size < 150 else 16
-    lines = [""] + (["left: decoded   right: true render"] if t.truth is not None else [])
     frames = []
     for k in range(f):
         cells = []
@@ -689,12 +708,31 @@ def movie_frames(traversal: Traversal, scale: int | None = None,
                 sep = np.full((size, max(1, gap // scale)), BACKGROUND, np.uint8)
                 cell = np.concatenate([cell, sep, _to_uint8(t.truth[i, k])], axis=1)
             cells.append(_upscale(cell, scale))
-        body = _grid(cells, min(columns, n), gap)
+        frames.append(_grid(cells, min(columns, n), gap))
+    return np.stack(frames)
+
+
+def movie_frames(traversal: Traversal, scale: int | None = None,
+                 columns: int | None = None) -> np.ndarray:
+    """The movie: (F, H, W) uint8 frames, H and W multiples of 16 (what video codecs want).
+
+    Each frame is :func:`face_frames`' (the faces, decoded beside true render), under a caption
+    with the latent value (and angle) and above a slider marking the frame's place in the sweep.
+    """
+    t = traversal
+    size = t.decoded.shape[2]
+    scale = scale or default_scale(size)
+    font_size = 12 if scale * size < 150 else 16
+    lines = [""] + (["left: decoded   right: true render"] if t.truth is not None else [])
+    bodies = face_frames(t, scale, columns)
+    f, width = len(bodies), bodies.shape[2]
+    frames = []
+    for k, body in enumerate(bodies):
         lines[0] = _caption(t, k)
-        header = _text_band(body.shape[1], lines, font_size)
-        slider = np.full((6, body.shape[1]), BACKGROUND, np.uint8)
+        header = _text_band(width, lines, font_size)
+        slider = np.full((6, width), BACKGROUND, np.uint8)
         slider[2:4, :] = 90
-        slider[1:5, :int(round((body.shape[1] - 1) * k / max(f - 1, 1))) + 1] = 220
+        slider[1:5, :int(round((width - 1) * k / max(f - 1, 1))) + 1] = 220
         frames.append(_pad_to(np.concatenate([header, body, slider], axis=0), 16))
     return np.stack(frames)
 
@@ -847,6 +885,20 @@ def write_traversal(traversal: Traversal, out_dir: str | os.PathLike, stem: str,
             "mp4": write_mp4(out_dir / f"{stem}.mp4", frames, fps),
             "png": write_png(out_dir / f"{stem}.png", contact_sheet(traversal))}
 
+
+
+def write_frames(out_dir: str | os.PathLike, frames: np.ndarray) -> list[Path]:
+    """Every frame as its own PNG, ``out_dir/000.png``, ``001.png``, ... (each written
+    atomically), for a page that shows one frame at a time. Returns the paths in frame order."""
+    from dcign_eval.console import write_png
+
+    frames = np.asarray(frames)
+    if frames.ndim != 3 or frames.dtype != np.uint8 or len(frames) < 1:
+        raise DcignError(f"frames must be a (F, H, W) uint8 array, got {frames.dtype} "
+                         f"{frames.shape}")
+    out_dir = Path(out_dir)
+    digits = max(3, len(str(len(frames) - 1)))
+    return [write_png(out_dir / f"{k:0{digits}d}.png", frame) for k, frame in enumerate(frames)]
 
 def model_stem(name: str) -> str:
     """A model's name as a file name: letters, digits, ``-``, ``_`` and ``.`` kept."""

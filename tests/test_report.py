@@ -17,6 +17,7 @@ import re
 import shutil
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -64,11 +65,12 @@ def test_every_link_is_relative_and_resolves(demo):
     for tag, link, _ in local:
         assert not link.startswith("/") and ".." not in link.split("/"), link
         assert (folder / link).is_file(), link
-    gifs = [attrs for tag, link, attrs in links if link.endswith(".gif") and tag == "img"]
-    videos = [attrs for tag, link, attrs in links if tag == "video"]
-    assert len(gifs) == 6 and len(videos) == 6  # 3 named neurons x (DC-IGN, baseline)
-    for attrs in videos:
-        assert attrs["src"].endswith(".mp4") and "controls" in attrs and "muted" in attrs
+    # 3 named neurons x (DC-IGN, baseline): a slider's frames, the GIF and MP4 as downloads
+    assert len([1 for tag, link, attrs in links if "data-frames" in attrs]) == 6
+    for ext in (".gif", ".mp4"):
+        downloads = [attrs for tag, link, attrs in links if link.endswith(ext)]
+        assert len(downloads) == 6 and all("download" in attrs for attrs in downloads)
+        assert {tag for tag, link, attrs in links if link.endswith(ext)} == {"a"}
     # The folder can be moved: nothing in the page points outside it.
     assert str(demo["root"]) not in " ".join(link for _, link, _ in links)
     from trainer.io import default_mode
@@ -172,7 +174,7 @@ def test_cli_report_of_one_model(demo, tmp_path, monkeypatch, capsys):
     assert f"wrote {out / 'index.html'}" in captured.out
     header = (out / "index.html").read_text().split("<main>")[0]
     assert header.count('class="model-name"') == 1
-    assert len([1 for tag, link, _ in _links(out / "index.html") if tag == "video"]) == 3
+    assert len([1 for _, _, attrs in _links(out / "index.html") if "data-frames" in attrs]) == 3
 
     monkeypatch.setattr(sys, "argv", ["dcign-eval", "report", *["--model", "vae"] * 9,
                                       "--out", str(tmp_path / "bad")])
@@ -243,16 +245,19 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def _chromium(folder: Path, tmp_path: Path):
-    """A headless Chromium with ``folder`` served over HTTP; yields (driver, page URL)."""
+def _chromium(folder: Path, tmp_path: Path, over_http: bool = True):
+    """A headless Chromium on ``folder``'s page, served over HTTP or opened as a file:// URL (as
+    a reader who double-clicks index.html); yields the driver once every image has loaded."""
     _browser_or_skip()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
 
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = None
+    if over_http:
+        server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
     options = webdriver.ChromeOptions()
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update",
@@ -264,14 +269,15 @@ def _chromium(folder: Path, tmp_path: Path):
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     try:
         driver.set_page_load_timeout(60)
-        driver.get(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+        driver.get(f"http://127.0.0.1:{server.server_address[1]}/index.html" if server
+                   else (folder / "index.html").resolve().as_uri())
         WebDriverWait(driver, 30).until(lambda d: d.execute_script(
-            "return [...document.images].every(i => i.complete) && "
-            "[...document.querySelectorAll('video')].every(v => v.readyState >= 1 || v.error)"))
+            "return [...document.images].every(i => i.complete)"))
         yield driver
     finally:
         driver.quit()
-        server.shutdown()
+        if server:
+            server.shutdown()
 
 
 def test_page_loads_in_headless_chromium(demo, tmp_path):
@@ -279,18 +285,172 @@ def test_page_loads_in_headless_chromium(demo, tmp_path):
     with _chromium(folder, tmp_path) as driver:
         images = driver.execute_script(
             "return [...document.images].map(i => [i.getAttribute('src'), i.naturalWidth])")
-        videos = driver.execute_script(
-            "return [...document.querySelectorAll('video')].map(v => "
-            "[v.getAttribute('src'), v.readyState, v.error ? v.error.code : null])")
         logs = driver.get_log("browser")
         shot = tmp_path / "report.png"
         driver.save_screenshot(str(shot))
-    assert len(images) >= 20
+    assert len(images) >= 15  # the figures and plots, and one frame of each of 6 traversals
     assert [src for src, width in images if not width > 0] == []
-    assert len(videos) == 6
-    assert [v for v in videos if v[2] is not None or v[1] < 1] == []
     assert [entry for entry in logs if entry["level"] == "SEVERE"] == []
     assert shot.stat().st_size > 10_000
+
+
+# -- the traversal sliders -------------------------------------------------------------------------
+
+class _Traversals(html.parser.HTMLParser):
+    """Each traversal of a page as its HTML states it: the slider, the angle labels and, per
+    model, the frames its img can show and the latent value labels."""
+
+    def __init__(self):
+        super().__init__()
+        self.items: list[dict] = []
+        self._text: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        classes = (a.get("class") or "").split()
+        if tag == "div" and "traversal" in classes:
+            self.items.append({"fps": float(a["data-fps"]), "images": [], "values": [],
+                               "downloads": []})
+        if not self.items:
+            return
+        item = self.items[-1]
+        if tag == "span" and "controls" in classes:
+            item["controls hidden"] = "hidden" in a
+        elif tag == "input" and a.get("type") == "range":
+            item["factor"], item["range"] = a["aria-label"], a
+        elif tag == "output":
+            item["angles"], item["angle"] = json.loads(a["data-labels"]), []
+            self._text = item["angle"]
+        elif tag == "img" and "data-frames" in a:
+            item["images"].append({"src": a["src"], "frames": json.loads(a["data-frames"])})
+        elif tag == "p" and "value" in classes:
+            item["values"].append(json.loads(a["data-labels"]))
+        elif tag == "a" and "download" in a:
+            item["downloads"].append(a["href"])
+
+    def handle_data(self, data):
+        if self._text is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "output":
+            self._text = None
+
+
+def _traversals(page: Path) -> list[dict]:
+    parser = _Traversals()
+    parser.feed(page.read_text())
+    return parser.items
+
+
+def test_slider_frames_are_beside_the_page_and_lined_up_on_the_angle(demo):
+    import imageio.v3 as iio
+
+    folder = demo["result"].report.parent
+    items = _traversals(folder / "index.html")
+    assert [t["factor"] for t in items] == ["azimuth", "elevation", "light"]
+    assert items[0]["angles"] == ["azimuth -90°", "azimuth -45°", "azimuth 0°", "azimuth +45°",
+                                  "azimuth +90°"]  # the tiny preset: 5 frames
+    assert items[2]["angles"][0] == "light -80° (from the left)"
+    referenced = set()
+    for t in items:
+        # Without JavaScript the page shows the first frame, its angle and the downloads; the
+        # controls, which need the script, stay hidden.
+        assert t["controls hidden"] and (t["range"]["min"], t["range"]["max"]) == ("0", "4")
+        assert "".join(t["angle"]) == t["angles"][0] and len(t["angles"]) == 5
+        assert len(t["images"]) == 2 and len(t["downloads"]) == 4  # dcign, vae: GIF and MP4
+        for img, values in zip(t["images"], t["values"]):
+            assert img["src"] == img["frames"][0] and len(img["frames"]) == len(values) == 5
+            for link in img["frames"]:
+                assert not link.startswith("/") and ".." not in link.split("/"), link
+                assert (folder / link).is_file(), link
+            referenced |= set(img["frames"])
+        # Lined up: frame k of every model shows the true render at the same angle, and that
+        # render moves along the sweep.
+        shown = [np.stack([iio.imread(folder / f) for f in img["frames"]]) for img in t["images"]]
+        size = (shown[0].shape[2] - 2) // 2  # one face: decoded | 2-pixel gap | true render
+        truths = [frames[:, :, size + 2:] for frames in shown]
+        np.testing.assert_array_equal(truths[0], truths[1])
+        assert np.abs(truths[0][0].astype(int) - truths[0][-1]).mean() > 1, t["factor"]
+    on_disk = {str(p.relative_to(folder)) for p in (folder / "traverse").glob("*/*.png")}
+    assert referenced == on_disk  # every frame the page can show is there, and no other
+
+
+def test_a_missing_frame_fails_the_link_check(demo, tmp_path):
+    from dcign_eval.report import page
+
+    folder = tmp_path / "report"
+    shutil.copytree(demo["result"].report.parent, folder)
+    html_text = (folder / "index.html").read_text()
+    page.check_links(folder, html_text)
+    missing = _traversals(folder / "index.html")[2]["images"][1]["frames"][3]
+    (folder / missing).unlink()
+    with pytest.raises(RuntimeError, match=re.escape(missing)):
+        page.check_links(folder, html_text)
+
+
+SLIDERS = """return [...document.querySelectorAll('.traversal')].map(t => ({
+  value: Number(t.querySelector('input[type=range]').value),
+  angle: t.querySelector('output.angle').textContent,
+  srcs: [...t.querySelectorAll('img[data-frames]')].map(i => i.getAttribute('src')),
+  loaded: [...t.querySelectorAll('img[data-frames]')].every(i => i.complete && i.naturalWidth > 0),
+  values: [...t.querySelectorAll('p.value')].map(p => p.textContent),
+  controls: !t.querySelector('.controls').hidden,
+  playing: t.querySelector('button.play').getAttribute('aria-pressed') === 'true'}))"""
+
+
+def test_sliders_scrub_every_model_from_a_file_url(demo, tmp_path):
+    folder = demo["result"].report.parent
+    items = _traversals(folder / "index.html")  # what the page says frame k of each model is
+    frames = [[img["frames"] for img in t["images"]] for t in items]
+    with _chromium(folder, tmp_path, over_http=False) as driver:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.common.keys import Keys
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        def state():
+            return driver.execute_script(SLIDERS)
+
+        start = state()
+        sliders = driver.find_elements(By.CSS_SELECTOR, ".traversal input[type=range]")
+        buttons = driver.find_elements(By.CSS_SELECTOR, ".traversal button.play")
+        # azimuth: the value set and an input event sent, as a script would
+        driver.execute_script("arguments[0].value = '3';"
+                              "arguments[0].dispatchEvent(new Event('input', {bubbles: true}))",
+                              sliders[0])
+        # elevation: the arrow keys, as a reader would
+        sliders[1].send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT)
+        WebDriverWait(driver, 10).until(lambda d: all(t["loaded"] for t in state()))
+        azimuth, elevation, light = state()
+
+        # Play steps the light's frames on its own; Pause stops them.
+        buttons[2].click()
+        WebDriverWait(driver, 10, poll_frequency=0.05).until(lambda d: state()[2]["value"] != 0)
+        playing = state()[2]
+        buttons[2].click()
+        paused = state()
+        WebDriverWait(driver, 10).until(lambda d: all(t["loaded"] for t in state()))
+        time.sleep(3 / items[2]["fps"])  # three frames' time
+        later = state()
+        logs = driver.get_log("browser")
+
+    assert [t["controls"] for t in start] == [True] * 3  # the script shows the controls
+    assert [(t["value"], t["angle"]) for t in start] == [(0, t["angles"][0]) for t in items]
+    assert [t["srcs"] for t in start] == [[f[0] for f in fs] for fs in frames]
+    # every model's frame of that traversal, and only that traversal, moved to the same frame
+    assert azimuth["value"] == 3 and azimuth["angle"] == "azimuth +45°"
+    assert azimuth["srcs"] == [f[3] for f in frames[0]] != start[0]["srcs"]
+    assert azimuth["values"] == [v[3] for v in items[0]["values"]]
+    assert elevation["value"] == 2 and elevation["angle"] == "elevation 0°"
+    assert elevation["srcs"] == [f[2] for f in frames[1]]
+    assert light == start[2]
+    assert playing["playing"]
+    assert playing["srcs"] == [f[playing["value"]] for f in frames[2]]
+    assert playing["angle"] == items[2]["angles"][playing["value"]]
+    assert not paused[2]["playing"]
+    assert (later[2]["value"], later[2]["srcs"]) == (paused[2]["value"], paused[2]["srcs"])
+    assert later[:2] == [azimuth, elevation]
+    assert [entry for entry in logs if entry["level"] == "SEVERE"] == []
 
 
 # -- three models side by side, one of them an outside model ----------------------------------------
@@ -334,8 +494,8 @@ def test_three_models_in_every_section(three):
             "pca: full code"} <= set(recognition["feature"])
     rec = pd.read_csv(folder / "tables" / "reconstructions.csv")
     assert {"mse:dcign", "mse:vae", "mse:pca"} <= set(rec.columns)
-    movies = [link for tag, link, _ in _links(three.index) if tag == "video"]
-    assert len(movies) == 9  # three angles, three models
+    sliders = [attrs for _, _, attrs in _links(three.index) if "data-frames" in attrs]
+    assert len(sliders) == 9  # three angles, three models
 
 
 def test_three_model_page_in_headless_chromium(three, tmp_path):

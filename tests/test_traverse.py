@@ -320,6 +320,59 @@ def test_movie_from_an_image_file(standin, calibration, tmp_path):
     assert "--faces" in one_line(e)
 
 
+
+# -- the report's sliders: sweeps lined up on the same angles, one PNG a frame ---------------------
+
+def test_angle_sweeps_line_models_up_frame_by_frame(bank, standin, calibration, tmp_path):
+    # A second model keeps azimuth at another latent and names none: its calibration differs.
+    other = StandIn(bank, order=(3, 2, 0, 1), named=False)
+    other_calibration = tv.calibrate(other, SPEC, cache=False)
+    sources = tv.face_sources(OFFSET, light=30, n_faces=2)  # both in the encoder's bank
+    images = tv.render_sources(sources, 64)
+    sweeps = []
+    for model, cal in ((standin, calibration), (other, other_calibration)):
+        [neuron] = tv.resolve_neuron(model, "azimuth", cal)
+        values, degrees = tv.angle_sweep(cal, "azimuth", 7)
+        np.testing.assert_allclose(degrees, np.linspace(-90, 90, 7))
+        sweeps.append(tv.traverse(model, images, neuron, values, degrees, sources))
+    a, b = sweeps
+    assert (a.neuron.index, b.neuron.index) == (0, 3)
+    np.testing.assert_array_equal(a.truth, b.truth)
+    # Both are perfect inverse-graphics networks: frame k of each decodes the same angle.
+    np.testing.assert_allclose(a.decoded, a.truth, atol=1 / 255 + 1e-6)
+    np.testing.assert_allclose(b.decoded, a.truth, atol=1 / 255 + 1e-6)
+
+    # A latent that does not follow its factor is swept at its one value, not refused.
+    flat = copy.deepcopy(calibration)
+    flat.factors["light"] = tv.FactorMap("light", 2, np.array([-80.0, 80.0]),
+                                         np.array([0.5, 0.5]), True, 0.0, True)
+    values, degrees = tv.angle_sweep(flat, "light", 4)
+    assert values.tolist() == [0.5] * 4
+    np.testing.assert_allclose(degrees, [-80, -80 / 3, 80 / 3, 80])
+    for bad in (("colour", 4), ("light", 1)):
+        with pytest.raises(DcignError):
+            tv.angle_sweep(calibration, *bad)
+
+
+def test_face_frames_are_the_sweep_and_read_back_as_pngs(standin, calibration, tmp_path):
+    [neuron] = tv.resolve_neuron(standin, "light", calibration)
+    values, degrees = tv.angle_sweep(calibration, "light", 5)
+    sources = tv.face_sources(OFFSET, n_faces=2)
+    t = tv.traverse(standin, tv.render_sources(sources, 64), neuron, values, degrees, sources)
+    faces = tv.face_frames(t)
+    # one row of two faces, each decoded | 2-pixel gap | true render; nothing else
+    assert faces.shape == (5, 64, 2 * (64 + 2 + 64) + 2) and faces.dtype == np.uint8
+    truth = tv.render_sources(sources, 64, "light", degrees)
+    np.testing.assert_array_equal(faces[:, :, 66:130], truth[0])
+    np.testing.assert_array_equal(faces[:, :, 132 + 66:], truth[1])
+    paths = tv.write_frames(tmp_path / "frames", faces)
+    assert [p.name for p in paths] == ["000.png", "001.png", "002.png", "003.png", "004.png"]
+    for path, frame in zip(paths, faces):
+        np.testing.assert_array_equal(iio.imread(path), frame)
+    assert not list((tmp_path / "frames").glob(".*"))  # atomic writes leave no temporaries
+    with pytest.raises(DcignError, match="uint8"):
+        tv.write_frames(tmp_path / "bad", faces / 255.0)
+
 # -- re-rendering fidelity -------------------------------------------------------------------------
 
 def test_fidelity_frame_and_plot(standin, calibration, tmp_path):

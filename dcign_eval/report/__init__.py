@@ -4,10 +4,11 @@ Kulkarni et al., "Deep Convolutional Inverse Graphics Network", NIPS 2015,
 https://arxiv.org/abs/1503.03167. The page compares 1 to 8 models side by side (any model of the
 protocol, :mod:`dcign_eval.protocol`; the first is the one the page is about): model cards
 (config, training curve, data set), reconstructions of held-out faces and their lineup, a
-traversal movie of each named neuron (or best single latent) beside the true renders with the
-re-rendering fidelity, inferred-versus-true scatter plots of azimuth, elevation and light with
-Spearman rho, the disentanglement metrics beside a ceiling (the true factors as a code) and a floor
-(a random code), the invariant recognition tables and plots, and provenance.
+traversal of each named neuron (or best single latent) beside the true renders, one slider moving
+every model's frames on the same angle (GIF and MP4 to download), the re-rendering fidelity,
+inferred-versus-true scatter plots of azimuth, elevation and light with Spearman rho, the
+disentanglement metrics beside a ceiling (the true factors as a code) and a floor (a random
+code), the invariant recognition tables and plots, and provenance.
 
 Layout:
 

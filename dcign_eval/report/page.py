@@ -143,14 +143,23 @@ def render_page(context: dict) -> str:
     return _environment().get_template(TEMPLATE).render(**context)
 
 
-def check_links(folder: Path, html: str) -> None:
-    """Every src / href of the page that is not a URL or an anchor names a file in the folder."""
+def page_links(html: str) -> list[str]:
+    """The files a page refers to: every src / href that is not a URL or an anchor, and every
+    frame a traversal's slider can show (its img's ``data-frames``, a JSON list)."""
     import html as html_lib
     import re
 
-    for link in map(html_lib.unescape, re.findall(r'(?:src|href)="([^"#][^"]*)"', html)):
-        if re.match(r"^[a-z][a-z0-9+.-]*:", link, re.I):
-            continue
+    links = [link for link in map(html_lib.unescape,
+                                  re.findall(r'(?:src|href)="([^"#][^"]*)"', html))
+             if not re.match(r"^[a-z][a-z0-9+.-]*:", link, re.I)]
+    for frames in re.findall(r"data-frames='([^']*)'", html):
+        links += json.loads(html_lib.unescape(frames))
+    return links
+
+
+def check_links(folder: Path, html: str) -> None:
+    """Every file the page refers to (:func:`page_links`) is in the folder."""
+    for link in page_links(html):
         if not (folder / link).is_file():
             raise RuntimeError(f"the report links to {link}, which was not written")
 

@@ -25,7 +25,8 @@ class ReportSettings:
         probes_per_azimuth: (elevation, light) probes per identity and azimuth (None: all).
         pca_components, pca_identities, pca_images: the PCA-of-pixels baseline (0: none).
         classifiers: recognition classifiers.
-        traverse_faces, traverse_frames, fps: the traversal movies.
+        traverse_faces, traverse_frames, fps: the traversals (movies, and the slider's frames
+            and its play speed).
         calibration_identities: held-out identities of the traverse calibration.
         fidelity_identities: held-out faces per target angle in the re-rendering fidelity.
         reconstruction_faces: held-out faces shown reconstructed.

@@ -1,6 +1,11 @@
 """Section 3, latent traversals and re-rendering fidelity: for each angle, every decoding model's
-movie side by side (its named neuron, or its latent most correlated with the angle), then how well
-each re-renders held-out faces at new angles."""
+traversal side by side under one slider (its named neuron, or its latent most correlated with the
+angle), then how well each re-renders held-out faces at new angles.
+
+Every model sweeps the same angles (:func:`dcign_eval.traverse.angle_sweep`), so frame k of each
+stands for the same angle and one slider moves them together. The frames the movies are made of
+are also written one PNG a frame, for the page's slider to show; the GIF and MP4 are downloads.
+"""
 
 from __future__ import annotations
 
@@ -18,26 +23,54 @@ from dcign_eval.report.settings import ReportSettings
 ANGLES = tv.NAMED
 
 
+def angle_label(factor: str, degrees: float) -> str:
+    """What the slider's label says a frame stands for, e.g. ``azimuth +45°``; the light's angle
+    says which side it comes from (positive: the image's right)."""
+    whole = int(round(degrees))
+    text = f"{factor} {whole:+d}°" if whole else f"{factor} 0°"
+    if factor == "light":
+        text += f" (from {'the front' if not whole else 'the right' if whole > 0 else 'the left'})"
+    return text
+
+
 def section(models: Sequence[Model], settings: ReportSettings, root: Path, cache_dir: Path
             ) -> Section:
-    """Movies are written under ``root/traverse``; the fidelity table and plot are returned."""
+    """Movies and frames are written under ``root/traverse``; the fidelity table and plot are
+    returned."""
     decoding = [m for m in models if m.has_decode]
-    context = {"movies": {name: [] for name in ANGLES}, "fidelity": None,
+    context = {"traversals": [], "fidelity": None,
                "traversals_absent": absent(models, "traversals or re-rendering")}
     if not decoding:
         return Section(context)
     spec = tv.CalibrationSpec(n_identities=settings.calibration_identities)
     calibrations = {m.name: tv.calibrate(m, spec, cache_dir=cache_dir) for m in decoding}
-    for k, m in enumerate(decoding):
-        for r in tv.traverse_to_files(m, "all", out_dir=root / "traverse",
-                                      stem=f"{k + 1}-{tv.model_stem(m.name)}",
-                                      faces=settings.traverse_faces,
-                                      frames=settings.traverse_frames, fps=settings.fps,
-                                      calibration=calibrations[m.name]):
-            context["movies"][r.neuron.label].append(
-                {"model": m.name, "neuron": r.neuron.label, "latent": r.neuron.index,
-                 "note": r.neuron.note, "sweep": r.describe(),
-                 **{kind: str(p.relative_to(root)) for kind, p in r.paths.items()}})
+    sources = tv.face_sources(n_faces=settings.traverse_faces)
+    images = {size: tv.render_sources(sources, size)
+              for size in sorted({int(m.image_size) for m in decoding})}
+    for factor in ANGLES:
+        cards = []
+        for k, m in enumerate(decoding):
+            calibration = calibrations[m.name]
+            [neuron] = tv.resolve_neuron(m, factor, calibration)
+            values, degrees = tv.angle_sweep(calibration, factor, settings.traverse_frames)
+            t = tv.traverse(m, images[int(m.image_size)], neuron, values, degrees, sources)
+            stem = f"{k + 1}-{tv.model_stem(m.name)}-{factor}"
+            paths = tv.write_traversal(t, root / "traverse", stem, settings.fps)
+            faces = tv.face_frames(t)
+            frames = tv.write_frames(root / "traverse" / stem, faces)
+            note = neuron.note
+            if calibration.factors[factor].flat:
+                note += (f"; it does not change with {factor} on the calibration grid, so every "
+                         f"frame decodes the same value")
+            srcs = [str(p.relative_to(root)) for p in frames]
+            cards.append({"model": m.name, "latent": neuron.index, "note": note,
+                          "sweep": tv.TraversalFiles(neuron, values, degrees, paths).describe(),
+                          "frames": srcs, "width": faces.shape[2], "height": faces.shape[1],
+                          "latent_values": [f"z{neuron.index} = {v:+.2f}" for v in values],
+                          **{kind: str(p.relative_to(root)) for kind, p in paths.items()}})
+        context["traversals"].append({
+            "factor": factor, "fps": settings.fps, "frames": settings.traverse_frames,
+            "angles": [angle_label(factor, d) for d in degrees], "models": cards})
     fidelity = pd.concat([tv.rerender_fidelity(m, calibrations[m.name], model_name=m.name,
                                                n_identities=settings.fidelity_identities)
                           for m in decoding], ignore_index=True)
