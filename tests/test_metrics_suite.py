@@ -1,6 +1,7 @@
-"""The metric suite through :func:`dcign_eval.metrics.evaluate`: the public sanity values of
-metrics.md (observations = factor indices, sizes [3, 6, 40, 32, 32]), edge cases, determinism,
-and the tidy table."""
+"""The metric suite (:mod:`dcign_eval.metrics` and :mod:`dcign_eval.metrics.suite`): the public
+sanity values of metrics.md through :func:`~dcign_eval.metrics.evaluate` (observations = factor
+indices, sizes [3, 6, 40, 32, 32]), edge cases, determinism, the tidy table, the seed intervals
+and the `dcign-eval metrics` command."""
 
 import json
 import math
@@ -8,14 +9,17 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from dcign_eval.metrics import (DCI_MODES, METRIC_KEYS, evaluate, evaluate_timed, factor_vae,
                                 irs, metrics_table, write_metrics)
 from dcign_eval.metrics.synthetic import SANITY_FACTOR_SIZES, SyntheticFactors, flat_index
 from trainer.errors import DcignError
 
+
 SIZES = np.array(SANITY_FACTOR_SIZES)
-# Smaller samples where the value stays meaningful (the reference's are 10,000 / 5,000).
+
+
 SMALL = dict(num_train=4000, num_eval=2000)
 
 
@@ -150,27 +154,6 @@ def test_same_seed_same_values_and_metrics_are_independent(data):
         {"mig": a["mig"], "irs": a["irs"]}
 
 
-@pytest.mark.parametrize("mode", ["lightgbm", "extra-trees"])
-def test_dci_estimators_agree_with_gbt_on_a_small_sample(mode):
-    tolerance = 0.02 if mode == "lightgbm" else 0.05
-    small = SyntheticFactors([3, 6, 8])
-    sizes = np.array(small.factor_sizes)
-
-    def duplicated(x):
-        z = (x - (sizes - 1) / 2) / np.sqrt((sizes**2 - 1) / 12)
-        return np.hstack([z, z])
-
-    keys = ["dci_disentanglement", "dci_completeness", "dci_informativeness"]
-    for represent in (identity, duplicated):
-        gbt = evaluate(small, represent, keys, seed=0, dci_mode="gbt", num_train=1000,
-                       num_eval=500)
-        fast = evaluate(small, represent, keys, seed=0, dci_mode=mode, num_train=1000,
-                        num_eval=500)
-        for k in keys:
-            assert fast[k] == pytest.approx(gbt[k], abs=tolerance), (represent.__name__, k)
-    assert gbt["dci_completeness"] == pytest.approx(1 - math.log(2) / math.log(6), abs=0.05)
-
-
 def test_bad_arguments(data):
     with pytest.raises(DcignError, match="unknown metric"):
         evaluate(data, identity, metrics=["mig", "dci"])
@@ -228,3 +211,36 @@ def test_metric_settings_name_each_estimator_and_setting():
     assert "estimator=gbt" in settings["dci_completeness"]
     assert "prune_threshold=0.05" in settings["factor_vae"]
     assert "scikit-learn=" in library_versions() and "lightgbm=" in library_versions()
+
+
+def test_metrics_command_writes_tidy_csv_and_json(tmp_path, tiny_runs):
+    from dcign_eval.cli import app
+
+    runs = tiny_runs
+    out = tmp_path / "metrics"
+    result = CliRunner().invoke(app, [
+        "metrics", "--model", str(runs["tiny-dcign"]), "--model", str(runs["tiny-vae"]),
+        "--out", str(out), "--identities", "2", "--grid-dir", str(tmp_path / "data"),
+        "--num-train", "200", "--num-eval", "100"])
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(out / "metrics.csv")
+    assert list(df.columns) == ["model", "metric", "value", "low", "high", "seeds", "seconds",
+                                "settings", "versions"]
+    assert (df.seeds == 1).all() and (df.low == df.value).all() and (df.high == df.value).all()
+    assert "estimator=extra-trees" in df[df.metric == "dci_disentanglement"].settings.iloc[0]
+    assert set(df.model) == {"tiny-dcign", "tiny-vae"}  # the run directories' names
+    assert {"mig", "dci_disentanglement", "spearman_light", "intrinsic_invariance"} <= set(df.metric)
+    assert np.isfinite(df.value).all()
+    assert len(json.loads((out / "metrics.json").read_text())) == len(df)
+    assert "spearman_azimuth" in result.output
+
+
+def test_metrics_command_missing_model_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "dcign_eval.cli", "metrics", "--model",
+                        str(tmp_path / "nope"), "--out", str(tmp_path / "m")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("error: no model") and len(r.stderr.splitlines()) == 1
