@@ -160,12 +160,12 @@ def test_bad_arguments(data):
     with pytest.raises(DcignError, match="unknown override"):
         evaluate(data, identity, metrics="mig", num_points=5)
     with pytest.raises(DcignError, match="dci_mode"):
-        evaluate(data, identity, metrics="dci_completeness", dci_mode="lasso")
+        evaluate(data, identity, metrics="dci_completeness", dci_mode="ridge")
     with pytest.raises(DcignError, match="ground-truth data interface"):
         evaluate(object(), identity)
     with pytest.raises(DcignError, match="callable"):
         evaluate(data, None, metrics="mig")
-    assert set(DCI_MODES) == {"lightgbm", "gbt", "extra-trees"}
+    assert set(DCI_MODES) == {"gbt-hist", "gbt", "lightgbm", "extra-trees", "lasso"}
 
 
 def test_table_and_files(tmp_path, data):
@@ -208,30 +208,63 @@ def test_metric_settings_name_each_estimator_and_setting():
     settings = metric_settings(num_train=500, dci_mode="gbt")
     assert set(settings) == set(METRIC_KEYS)
     assert settings["mig"] == "num_bins=20, num_train=500"
-    assert "estimator=gbt" in settings["dci_completeness"]
+    assert settings["mig_continuous"] == \
+        "estimator=posterior samples, num_samples=500, num_train=500"
+    assert "estimator=gbt," in settings["dci_completeness"]
+    assert "bins=max(255, 50000 / latents)" in metric_settings()["dci_disentanglement"]
+    assert "alpha=0.02" in metric_settings(dci_mode="lasso")["dci_informativeness"]
     assert "prune_threshold=0.05" in settings["factor_vae"]
     assert "scikit-learn=" in library_versions() and "lightgbm=" in library_versions()
+
+
+OUTSIDE_MODEL = """
+import numpy as np
+
+class Projection:  # an encoder without a posterior (no encode_posterior)
+    name = "outside"
+    image_size = 64
+
+    def encode(self, images):
+        flat = np.asarray(images, np.float32).reshape(len(images), -1) / 255
+        return flat @ np.random.default_rng(0).normal(size=(flat.shape[1], 4))
+
+def make_model():
+    return Projection()
+"""
 
 
 def test_metrics_command_writes_tidy_csv_and_json(tmp_path, tiny_runs):
     from dcign_eval.cli import app
 
     runs = tiny_runs
+    (tmp_path / "outside.py").write_text(OUTSIDE_MODEL)
     out = tmp_path / "metrics"
     result = CliRunner().invoke(app, [
         "metrics", "--model", str(runs["tiny-dcign"]), "--model", str(runs["tiny-vae"]),
+        "--model", f"{tmp_path / 'outside.py'}:make_model",
         "--out", str(out), "--identities", "2", "--grid-dir", str(tmp_path / "data"),
-        "--num-train", "200", "--num-eval", "100"])
+        "--num-train", "200", "--num-eval", "100", "--quick"])
     assert result.exit_code == 0, result.output
     df = pd.read_csv(out / "metrics.csv")
     assert list(df.columns) == ["model", "metric", "value", "low", "high", "seeds", "seconds",
                                 "settings", "versions"]
-    assert (df.seeds == 1).all() and (df.low == df.value).all() and (df.high == df.value).all()
-    assert "estimator=extra-trees" in df[df.metric == "dci_disentanglement"].settings.iloc[0]
+    assert (df.seeds == 1).all()  # --quick: one seed, no interval
+    measured = df.dropna(subset=["value"])
+    assert (measured.low == measured.value).all() and (measured.high == measured.value).all()
+    assert "estimator=gbt-hist" in df[df.metric == "dci_disentanglement"].settings.iloc[0]
+    # the continuous MIG: measured from the runs' posteriors, a clear note for the outside
+    # model, which has none
+    mig = df[df.metric == "mig_continuous"].set_index("model")
+    assert np.isfinite(mig.loc[["tiny-dcign", "tiny-vae"], "value"]).all()
+    assert "posterior samples" in mig.loc["tiny-vae", "settings"]
+    assert np.isnan(mig.loc["outside", "value"])
+    assert mig.loc["outside", "settings"].startswith("skipped: the model has no encoder posterior")
+    df = df[df.model != "outside"]
     assert set(df.model) == {"tiny-dcign", "tiny-vae"}  # the run directories' names
     assert {"mig", "dci_disentanglement", "spearman_light", "intrinsic_invariance"} <= set(df.metric)
     assert np.isfinite(df.value).all()
-    assert len(json.loads((out / "metrics.json").read_text())) == len(df)
+    assert len(json.loads((out / "metrics.json").read_text())) == \
+        len(pd.read_csv(out / "metrics.csv"))
     assert "spearman_azimuth" in result.output
 
 
@@ -244,3 +277,16 @@ def test_metrics_command_missing_model_is_one_line(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().startswith("error: no model") and len(r.stderr.splitlines()) == 1
+
+
+def test_metrics_command_defaults_to_five_seeds(tmp_path, tiny_runs):
+    from dcign_eval.cli import app
+
+    out = tmp_path / "metrics"
+    result = CliRunner().invoke(app, [
+        "metrics", "--model", str(tiny_runs["tiny-vae"]), "--out", str(out), "--identities", "2",
+        "--grid-dir", str(tmp_path / "data"), "--num-train", "200", "--metric", "mig"])
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(out / "metrics.csv").set_index("metric")
+    assert (df.seeds == 5).all()
+    assert df.loc["mig", "low"] < df.loc["mig", "value"] < df.loc["mig", "high"]
