@@ -239,16 +239,19 @@ def _histogram_gbt(x, y, x_test, seed: int):
                 or booster.current_iteration() <= stage:  # nothing left to split
             break
         leaves = booster.predict(x, pred_leaf=True, start_iteration=stage,
-                                 num_iteration=1).reshape(n, trees)
-        for k in range(trees):
-            leaf, size = leaves[:, k], int(leaves[:, k].max()) + 1
-            numerator = shrink * np.bincount(leaf, -gradient[:, k], size)
-            denominator = np.bincount(leaf, p[:, k] * (1 - p[:, k]), size)
-            step = np.divide(numerator, denominator, out=np.zeros(size),
-                             where=np.abs(denominator) >= 1e-150) * GBT_LEARNING_RATE
-            for index in range(size):
-                booster.set_leaf_output(stage * trees + k, index, float(step[index]))
-            raw[:, k] += step[leaf]
+                                 num_iteration=1).reshape(n, trees).astype(np.int64)
+        # every (tree, leaf) of the stage at once: slot = tree * leaves per tree + leaf
+        width = 2 ** GBT_DEPTH
+        slots = (leaves + np.arange(trees) * width).ravel()
+        numerator = shrink * np.bincount(slots, -gradient.ravel(), trees * width)
+        denominator = np.bincount(slots, (p * (1 - p)).ravel(), trees * width)
+        step = np.divide(numerator, denominator, out=np.zeros(trees * width),
+                         where=np.abs(denominator) >= 1e-150) * GBT_LEARNING_RATE
+        step = step.reshape(trees, width)
+        for k, size in enumerate(leaves.max(axis=0) + 1):
+            for index in range(int(size)):
+                booster.set_leaf_output(stage * trees + k, index, float(step[k, index]))
+        raw += step[np.arange(trees), leaves]
     gain = booster.feature_importance("gain").astype(np.float64)
     importances = gain / gain.sum() if gain.sum() > 0 else gain
     raw_test = init + booster.predict(x_test, raw_score=True).reshape(len(x_test), trees)
