@@ -157,3 +157,11 @@ def test_lasso_of_a_constant_code_is_zero():
     out = dci._compute_dci(np.zeros((200, 3)), f, np.zeros((100, 3)), f[:100], mode="lasso")
     assert out["disentanglement"] == 0.0 and out["completeness"] == 0.0
     assert out["informativeness_test"] == 0.0
+
+
+def test_gbt_hist_of_a_constant_code_predicts_the_prior_as_gbt():
+    f = np.random.default_rng(7).integers(0, [3, 5], size=(200, 2))
+    hist = dci._compute_dci(np.zeros((200, 3)), f, np.zeros((100, 3)), f[:100], mode="gbt-hist")
+    gbt = dci._compute_dci(np.zeros((200, 3)), f, np.zeros((100, 3)), f[:100], mode="gbt")
+    assert hist["disentanglement"] == hist["completeness"] == 0.0
+    assert hist["informativeness_test"] == gbt["informativeness_test"] > 0

@@ -150,7 +150,7 @@ def _check_overrides(overrides: dict) -> dict:
 def metric_settings(**overrides) -> dict[str, str]:
     """Each metric key's estimator and settings as :func:`evaluate` runs it with ``overrides``:
     the sample sizes, bins, thresholds and (DCI) the importance estimator, as one string, e.g.
-    ``{"mig": "num_bins=20, num_train=10000", ...}``."""
+    ``{"mig": "estimator=histogram of the means, num_bins=20, num_train=10000", ...}``."""
     overrides = _check_overrides(overrides)
     out = {}
     for function, produces, takes in _COMPUTATIONS.values():
@@ -166,6 +166,8 @@ def metric_settings(**overrides) -> dict[str, str]:
                                 f"{dci.GBT_HIST_BIN_BUDGET} / latents)")
             if used["estimator"] == "lasso":
                 used["alpha"] = dci.LASSO_ALPHA
+        if function is mig.compute_mig:
+            used["estimator"] = "histogram of the means"
         if function is mig.compute_mig_continuous:
             used["estimator"] = "posterior samples"
         text = ", ".join(f"{k}={v}" for k, v in sorted(used.items()))
