@@ -48,10 +48,13 @@ def images_digest(images: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def entry_path(model, images: np.ndarray, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where the codes of ``images`` by ``model`` are kept."""
+def entry_path(model, images: np.ndarray, cache_dir: str | os.PathLike | None = None,
+               posterior: bool = False) -> Path:
+    """Where the codes of ``images`` by ``model`` (``posterior``: its [mu | sd]) are kept."""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return root / "codes" / str(model.fingerprint)[:32] / f"{images_digest(images)[:32]}.npy"
+    suffix = "-posterior" if posterior else ""
+    return root / "codes" / str(model.fingerprint)[:32] / \
+        f"{images_digest(images)[:32]}{suffix}.npy"
 
 
 def _read(path: Path, n: int, dim: int | None) -> np.ndarray | None:
@@ -65,7 +68,7 @@ def _read(path: Path, n: int, dim: int | None) -> np.ndarray | None:
 
 def encode_cached(model, images, *, cache_dir: str | os.PathLike | None = None,
                   cache: bool = True, progress: ProgressFactory | None = None,
-                  description: str = "encoding") -> np.ndarray:
+                  description: str = "encoding", posterior: bool = False) -> np.ndarray:
     """``model.encode(images)`` in chunks of :data:`ENCODE_CHUNK`, through the cache.
 
     Args:
@@ -76,12 +79,16 @@ def encode_cached(model, images, *, cache_dir: str | os.PathLike | None = None,
         cache: False encodes afresh and writes nothing.
         progress: a progress-bar factory, used only when encoding.
         description: the progress bar's label.
+        posterior: encode with ``model.encode_posterior`` instead: the posterior's means and
+            standard deviations side by side.
     Returns:
-        float32 (N, D) codes.
+        float32 (N, D) codes, or (N, 2D) [mu | sd] with ``posterior``.
     """
     images = np.asarray(images)
     dim = getattr(model, "latent_dim", None)
-    path = entry_path(model, images, cache_dir) if cache else None
+    if posterior and dim is not None:
+        dim *= 2
+    path = entry_path(model, images, cache_dir, posterior) if cache else None
     if path is not None:
         codes = _read(path, len(images), dim)
         if codes is not None:
@@ -91,7 +98,8 @@ def encode_cached(model, images, *, cache_dir: str | os.PathLike | None = None,
     with bar as advance:
         for start in range(0, len(images), ENCODE_CHUNK):
             chunk = images[start:start + ENCODE_CHUNK]
-            chunks.append(np.asarray(model.encode(chunk), dtype=np.float32))
+            coded = np.hstack(model.encode_posterior(chunk)) if posterior else model.encode(chunk)
+            chunks.append(np.asarray(coded, dtype=np.float32))
             if advance:
                 advance(len(chunk))
     codes = np.concatenate(chunks) if chunks else np.zeros((0, dim or 0), np.float32)

@@ -80,10 +80,11 @@ def test_every_command_refuses_a_bad_input(args, tmp_path, monkeypatch, run_cli)
 
 
 def test_the_choices_are_the_librarys():
-    from dcign_eval.metrics import METRIC_KEYS
+    from dcign_eval.metrics import DCI_MODES, METRIC_KEYS
     from dcign_eval.pipeline import PROFILES
     from dcign_eval.recognition import CLASSIFIERS
 
     assert tuple(m.value for m in cli.Metric) == (*METRIC_KEYS, "none")
+    assert tuple(e.value for e in cli.DciEstimator) == DCI_MODES
     assert tuple(p.value for p in cli.Profile) == PROFILES
     assert tuple(c.value for c in cli.Classifier) == CLASSIFIERS

@@ -8,7 +8,7 @@ key                           module                                   paper
 ============================  =======================================  ===========================
 beta_vae                      :mod:`.beta_vae`                         Higgins et al. 2017
 factor_vae                    :mod:`.factor_vae`                       Kim & Mnih 2018
-mig                           :mod:`.mig`                              Chen et al. 2018
+mig, mig_continuous           :mod:`.mig`                              Chen et al. 2018
 sap, sap_continuous           :mod:`.sap`                              Kumar et al. 2018
 dci_disentanglement,          :mod:`.dci`                              Eastwood & Williams 2018
 dci_completeness,
@@ -23,9 +23,13 @@ The paper's measurements (named-neuron monotone fits, intrinsic-block invariance
 :mod:`.factor_fit`; they take arrays, not a data set.
 
 :func:`evaluate` samples through a code cache over the factor grid, so each distinct observation is
-encoded once across all metrics. DCI's importances come from LightGBM's boosted trees by default
-(``dci_mode="lightgbm"``, set as the reference's and much faster); pass ``dci_mode="gbt"`` for the
-reference's scikit-learn estimator, or ``"extra-trees"`` (see :mod:`.dci`).
+encoded once across all metrics. DCI's importances come by default from scikit-learn's
+gradient-boosted trees re-enacted on LightGBM's histogram trees (``dci_mode="gbt-hist"``, within
+0.02 of the reference's estimator and much faster); pass ``dci_mode="gbt"`` for the reference's
+own, or ``"lightgbm"``, ``"extra-trees"`` or ``"lasso"`` (the DCI paper's original; see
+:mod:`.dci`). MIG comes in two declared variants: ``mig`` (histogram of the means, the
+reference's) and ``mig_continuous`` (entropies of the posterior's samples, the MIG paper's own;
+only with ``posterior=``, see :mod:`.mig`).
 """
 
 from __future__ import annotations
@@ -48,11 +52,11 @@ from dcign_eval.metrics.dci import DCI_MODES
 from trainer.errors import DcignError
 
 __all__ = ["evaluate", "evaluate_timed", "METRIC_KEYS", "DCI_MODES", "DEFAULT_DCI_MODE",
-           "DCI_MODE_LABELS", "OVERRIDES", "metrics_table", "write_metrics", "metric_settings",
+           "DCI_MODE_LABELS", "POSTERIOR_METRICS", "OVERRIDES", "metrics_table", "write_metrics", "metric_settings",
            "library_versions"]
 
 #: Every key :func:`evaluate` can return, in report order.
-METRIC_KEYS = ("beta_vae", "factor_vae", "mig", "sap", "sap_continuous", "dci_disentanglement",
+METRIC_KEYS = ("beta_vae", "factor_vae", "mig", "mig_continuous", "sap", "sap_continuous", "dci_disentanglement",
                "dci_completeness", "dci_informativeness", "modularity", "explicitness", "irs",
                "gaussian_total_correlation", "mutual_info")
 
@@ -61,10 +65,16 @@ DEFAULT_DCI_MODE = dci.DEFAULT_DCI_MODE
 
 #: How a report names each DCI mode.
 DCI_MODE_LABELS = {
-    "lightgbm": "DCI (LightGBM boosted trees set as disentanglement_lib's, gain importances)",
+    "gbt-hist": "DCI (scikit-learn's gradient boosting on LightGBM's histogram trees, within "
+                "0.02 of disentanglement_lib's)",
     "gbt": "DCI (scikit-learn gradient-boosted trees, as disentanglement_lib)",
+    "lightgbm": "DCI (LightGBM's own boosting, gain importances; not the reference's estimator)",
     "extra-trees": "DCI (extra-trees importances, not the reference's estimator)",
+    "lasso": "DCI (Lasso regression weights, Eastwood & Williams 2018's original)",
 }
+
+#: The metrics that need the encoder's posterior q(z|x) (``posterior=``).
+POSTERIOR_METRICS = ("mig_continuous",)
 
 # computation -> (function, {metric key: key in the function's result}, overrides it takes
 # as {override name: keyword}). The order fixes each computation's random stream.
@@ -93,6 +103,10 @@ _COMPUTATIONS: dict[str, tuple[Callable, dict[str, str], dict[str, str]]] = {
                      {"gaussian_total_correlation": "gaussian_total_correlation",
                       "mutual_info": "mutual_info_score"},
                      {"num_train": "num_train", "num_bins": "num_bins"}),
+    # Last, so that adding it left the other computations' random streams as they were.
+    "mig_continuous": (mig.compute_mig_continuous, {"mig_continuous": "continuous_mig"},
+                       {"num_train": "num_train", "num_samples": "num_samples",
+                        "posterior": "posterior"}),
 }
 
 #: Keyword overrides :func:`evaluate` accepts (besides ``cache`` and ``encode_batch_size``).
@@ -136,16 +150,26 @@ def _check_overrides(overrides: dict) -> dict:
 def metric_settings(**overrides) -> dict[str, str]:
     """Each metric key's estimator and settings as :func:`evaluate` runs it with ``overrides``:
     the sample sizes, bins, thresholds and (DCI) the importance estimator, as one string, e.g.
-    ``{"mig": "num_bins=20, num_train=10000", ...}``."""
+    ``{"mig": "estimator=histogram of the means, num_bins=20, num_train=10000", ...}``."""
     overrides = _check_overrides(overrides)
     out = {}
     for function, produces, takes in _COMPUTATIONS.values():
         defaults = {name: p.default for name, p in inspect.signature(function).parameters.items()
                     if p.default is not inspect.Parameter.empty}
+        # threads change the time, not the value; the posterior is the model's, not a setting
         used = {keyword: overrides.get(o, defaults.get(keyword)) for o, keyword in takes.items()
-                if keyword != "n_jobs"}  # threads change the time, not the value
+                if keyword not in ("n_jobs", "posterior")}
         if "mode" in used:
             used["estimator"] = used.pop("mode")
+            if used["estimator"] == "gbt-hist":
+                used["bins"] = (f"max({dci.GBT_HIST_MIN_BINS}, "
+                                f"{dci.GBT_HIST_BIN_BUDGET} / latents)")
+            if used["estimator"] == "lasso":
+                used["alpha"] = dci.LASSO_ALPHA
+        if function is mig.compute_mig:
+            used["estimator"] = "histogram of the means"
+        if function is mig.compute_mig_continuous:
+            used["estimator"] = "posterior samples"
         text = ", ".join(f"{k}={v}" for k, v in sorted(used.items()))
         for key in produces:
             out[key] = text
@@ -174,8 +198,15 @@ def evaluate_timed(data, represent, metrics: Iterable[str] | str | None = None, 
     Returns:
         (values, seconds), both keyed like :data:`METRIC_KEYS`.
     """
+    explicit = metrics is not None
     keys = _select(metrics)
     overrides = _check_overrides(overrides)
+    if overrides.get("posterior") is None:
+        overrides.pop("posterior", None)
+        wanted_posterior = [k for k in keys if k in POSTERIOR_METRICS]
+        if explicit and wanted_posterior:
+            raise DcignError(f"{wanted_posterior[0]} needs the encoder's posterior (posterior=)")
+        keys = [k for k in keys if k not in POSTERIOR_METRICS]  # all metrics: those it can do
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DcignError(f"seed must be a non-negative int, got {seed!r}")
     check_data(data)
@@ -229,9 +260,11 @@ def evaluate(data, represent, metrics: Iterable[str] | str | None = None, seed: 
         seed: seeds every random choice; the same seed gives the same values.
         **overrides: settings applied to every metric that has them: ``num_train``,
             ``num_eval`` (alias ``num_test``), ``num_variance_estimate``, ``num_bins``,
-            ``prune_threshold``, ``diff_quantile``, ``n_jobs``, ``dci_mode`` ("lightgbm", the
-            default, "gbt" or "extra-trees"), ``cache`` (False encodes every sampled point afresh) and
-            ``encode_batch_size``.
+            ``prune_threshold``, ``diff_quantile``, ``n_jobs``, ``num_samples`` (continuous
+            MIG), ``dci_mode`` (one of DCI_MODES, default "gbt-hist"), ``posterior`` (maps a batch
+            of observations to (mu, sd) of q(z|x); without it ``mig_continuous`` is left out of
+            "all metrics", and asking for it is an error), ``cache`` (False encodes every
+            sampled point afresh) and ``encode_batch_size``.
 
     Returns:
         metric key -> value (finite floats), in :data:`METRIC_KEYS` order.

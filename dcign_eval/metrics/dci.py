@@ -13,36 +13,51 @@ column j of the importance matrix R (latents x factors).
   factor's share.
 - Informativeness = mean test accuracy of the classifiers.
 
-Three estimators of R (``DCI_MODES``), named in every result (``mode``):
+Five estimators of R (``DCI_MODES``), named in every result (``mode``):
 
-- ``"lightgbm"``: LightGBM's gradient-boosted trees (Ke et al. 2017) set as the
-  reference's (100 stages, learning rate 0.1, depth 3, one sample per leaf, no regularisation),
-  with gain importances normalised to sum 1 per factor, as scikit-learn normalises its
-  ``feature_importances_``. Histogram splits (255 bins) make it one to two orders of magnitude
-  faster than ``"gbt"``. Its split gain is the Newton gain (hessian-weighted), where
-  scikit-learn's is the squared-error gain on the residuals, so the two are close but not equal.
+- ``"gbt-hist"`` (the default): scikit-learn's ``GradientBoostingClassifier`` (defaults: 100
+  stages, learning rate 0.1, depth 3, one regression tree per class on the residuals y - p,
+  leaves set by one Newton step) re-enacted on LightGBM's histogram tree learner (Ke et al.
+  2017). Each tree is grown on the residuals with unit hessians, so LightGBM's split gain is the
+  squared-error reduction scikit-learn's ``friedman_mse`` splits on and its ``feature_importances_``
+  sum; its leaves are then overwritten by scikit-learn's Newton step (times (K - 1) / K for K
+  classes), so the next stage sees the same residuals. What remains different is where splits
+  may fall: histogram bins (``GBT_HIST_BIN_BUDGET`` / latents per latent, at least 255) instead of
+  every midpoint. A code with few latents thus gets one bin per distinct value (exact splits: the
+  late trees of the noisy sanity code split off one or two points, and 255 bins moved its D by
+  0.08), while the scan cost of 200 latents stays at 255 bins each (0.01 from ``"gbt"`` on the
+  shipped models). Also different: gradients in single precision, thresholds at bin edges
+  rather than midpoints (test predictions only), and the order in which tied splits are taken.
   Measured on one sample of 2,000 training / 5,000 test points (seed 0; ``python
-  bench/bench_metrics.py --agreement --num-train 2000``): within 0.001 of ``"gbt"`` on D and C of
-  the identity, rotated, noise and duplicated codes, 0.05 on the noisy code, and 0.03-0.05 on the
-  shipped DC-IGN and VAE (extra-trees: 0.12-0.14 there), at 5-12x less CPU on the sanity codes
-  and 24-30x on the shipped models' 200 latents.
+  bench/bench_metrics.py --agreement --num-train 2000 --models dcign vae``, docs/analyses.md has
+  the table): within 0.003 of ``"gbt"`` on D, C and I of the identity, rotated, noisy, noise and
+  duplicated codes at 4-5x less CPU, and within 0.010 on the shipped DC-IGN and VAE at 24-28x
+  less.
 - ``"gbt"`` (faithful, the reference's): scikit-learn's ``GradientBoostingClassifier`` with its
-  defaults (100 stages, depth 3), impurity-based ``feature_importances_``. Exact but slow: about a
-  minute for 10,000 points on the sanity factors, dominated by the 40-class factor, and tens of
-  minutes on 200 latents.
-- ``"extra-trees"`` (the default until an estimator within 0.02 of ``"gbt"`` on the shipped
-  models is found; LightGBM is not yet): ``ExtraTreesClassifier`` (Geurts et al. 2006, extremely randomised trees;
+  defaults, impurity-based ``feature_importances_``. Exact but slow: about a minute for 10,000
+  points on the sanity factors, dominated by the 40-class factor, and tens of minutes on the
+  shipped models' 200 latents.
+- ``"lightgbm"``: LightGBM's own multiclass boosting set as close to the reference as its options
+  go (100 rounds, learning rate 0.1, depth 3, one sample per leaf, no regularisation), gain
+  importances normalised per factor. Its split gain and leaves are hessian-weighted (Newton), so it
+  drifts from ``"gbt"`` on codes with many latents (0.03-0.05 on the shipped models).
+- ``"extra-trees"``: ``ExtraTreesClassifier`` (Geurts et al. 2006, extremely randomised trees;
   the DCI paper itself uses random-forest importances), 20 trees considering every latent at each
   split (``max_features=None``), ``min_samples_leaf=5``, impurity-based importances and accuracy.
-  Cheapest, and the furthest from ``"gbt"`` on codes with many latents.
+  Cheap, and the furthest from ``"gbt"`` on codes with many latents (0.08 on a rotated code).
+- ``"lasso"`` (the DCI paper's original, Eastwood & Williams 2018, Section 4): per factor a
+  ``Lasso`` regression (alpha = 0.02 for every factor and model, as the paper's released code)
+  of the factor index, standardised, on the standardised latents; importances |w|;
+  informativeness = test R^2 (clipped at 0), where the paper reports the test NRMSE
+  (R^2 = 1 - NRMSE^2). Linear: it sees only what a weighted sum of latents predicts.
 
 Latents that are exact copies of one another are one feature to a tree learner. scikit-learn
 visits features in a random order, so in expectation copies share the importance equally;
 LightGBM always takes the first. Every mode therefore fits on the distinct latents and gives each
 copy an equal share of its group's importance.
 
-The per-factor models are fitted in parallel (``n_jobs``): GBT and LightGBM factors in worker
-processes, largest factor first; the extra-trees' trees in threads.
+The per-factor models are fitted in parallel (``n_jobs``): the boosted factors in worker
+processes, largest factor first; the extra-trees' trees in threads; Lasso in one process.
 
 Conventions where the reference is undefined: a factor constant in the training sample gets a zero
 importance column (its classifier is trivially exact); an all-zero R (constant code) gives
@@ -55,18 +70,28 @@ from __future__ import annotations
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier
+from sklearn.linear_model import Lasso
 
 from dcign_eval.metrics import _utils
 from trainer.errors import DcignError
 
 #: Estimators of the importance matrix.
-DCI_MODES = ("lightgbm", "gbt", "extra-trees")
+DCI_MODES = ("gbt-hist", "gbt", "lightgbm", "extra-trees", "lasso")
 #: The estimator used unless told otherwise (the report's and the command line's).
-DEFAULT_DCI_MODE = "extra-trees"
+DEFAULT_DCI_MODE = "gbt-hist"
+#: Modes that boost trees per factor (fitted in worker processes).
+BOOSTED_MODES = ("gbt-hist", "gbt", "lightgbm")
+
+#: scikit-learn's GradientBoostingClassifier defaults, which "gbt-hist" re-enacts.
+GBT_STAGES, GBT_LEARNING_RATE, GBT_DEPTH = 100, 0.1, 3
+#: "gbt-hist" histogram bins: this many over all latents, at least GBT_HIST_MIN_BINS per latent.
+GBT_HIST_BIN_BUDGET, GBT_HIST_MIN_BINS = 50_000, 255
 
 #: The extra-trees of the "extra-trees" mode.
 EXTRA_TREES = 20
 EXTRA_MIN_SAMPLES_LEAF = 5
+#: The L1 weight of the "lasso" mode (Eastwood & Williams' released code: one for every factor).
+LASSO_ALPHA = 0.02
 
 
 def compute_dci(data, represent, random_state, *, num_train: int = 10000,
@@ -82,8 +107,8 @@ def compute_dci(data, represent, random_state, *, num_train: int = 10000,
         num_train: training points of the classifiers.
         num_test: test points (informativeness).
         batch_size: factors are drawn in batches of this size.
-        mode: "extra-trees" (default), "lightgbm" or "gbt" (the reference's, slow);
-            see DCI_MODES.
+        mode: the importance estimator, one of DCI_MODES: "gbt-hist" (default), "gbt" (the
+            reference's, slow), "lightgbm", "extra-trees" or "lasso".
         n_jobs: parallel workers.
         cache: a :class:`~dcign_eval.metrics._utils.CodeCache` to share encodings.
 
@@ -126,9 +151,16 @@ def _compute_dci(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndarray,
 
 
 def _fit_factor(mode: str, x, y, x_test, y_test, seed: int, n_jobs: int):
-    """(importances (D,), train accuracy, test accuracy) of one factor's classifier."""
+    """(importances (D,), train score, test score) of one factor's model: accuracy for the
+    classifiers, R^2 for "lasso"."""
     if len(np.unique(y)) < 2:  # a constant factor: trivially predicted, no latent needed
         return np.zeros(x.shape[1]), 1.0, float(np.mean(y_test == y[0]))
+    if mode == "lasso":
+        return _lasso_importances(x, y, x_test, y_test, seed)
+    if mode == "gbt-hist":
+        importances, predict_train, predict_test = _histogram_gbt(x, y, x_test, seed)
+        return (importances, float(np.mean(predict_train == y)),
+                float(np.mean(predict_test == y_test)))
     if mode == "gbt":
         model = GradientBoostingClassifier(random_state=seed)
     elif mode == "lightgbm":
@@ -148,16 +180,120 @@ def _fit_factor(mode: str, x, y, x_test, y_test, seed: int, n_jobs: int):
             float(np.mean(model.predict(x_test) == y_test)))
 
 
+def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays scaled by the training columns' mean and sd (a constant column: sd 1)."""
+    mean, sd = train.mean(axis=0), train.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    return (train - mean) / sd, (test - mean) / sd
+
+
+def _lasso_importances(x, y, x_test, y_test, seed: int):
+    """|w| of a Lasso regression of the standardised factor on the standardised latents, and its
+    train / test R^2 (clipped at 0)."""
+    x, x_test = _standardise(x, x_test)
+    target, target_test = _standardise(y.astype(np.float64)[:, None],
+                                       y_test.astype(np.float64)[:, None])
+    model = Lasso(alpha=LASSO_ALPHA, random_state=seed).fit(x, target[:, 0])
+
+    def r2(features, truth):
+        residual = np.sum((truth - model.predict(features)) ** 2)
+        total = np.sum((truth - truth.mean()) ** 2)
+        return max(0.0, 1.0 - residual / total) if total > 0 else float(residual == 0)
+
+    return np.abs(model.coef_), r2(x, target[:, 0]), r2(x_test, target_test[:, 0])
+
+
+def _histogram_gbt(x, y, x_test, seed: int):
+    """scikit-learn's GradientBoostingClassifier (its defaults) grown on LightGBM's histogram
+    trees: (importances (D,) summing to 1, train predictions, test predictions).
+
+    Per stage and class, LightGBM grows a depth-3 tree on the gradients p - y with unit
+    hessians: its gain G_L^2 / n_L + G_R^2 / n_R - G^2 / n is the squared-error reduction of the
+    residuals, the quantity scikit-learn's trees split on and sum into ``feature_importances_``.
+    Each leaf is then set to scikit-learn's Newton step, sum(y - p) / sum(p (1 - p)), times
+    (K - 1) / K for K > 2 classes, times the learning rate; the raw scores start at the log
+    class priors. A two-class factor boosts one tree per stage on the logit, as scikit-learn.
+    """
+    import lightgbm  # slow to import (it loads its shared library); only boosted modes need it
+
+    classes, labels = np.unique(y, return_inverse=True)
+    num_classes, n = len(classes), len(y)
+    if _utils.constant_dims(x).all():  # no split anywhere: every stage predicts the prior
+        majority = classes[np.bincount(labels).argmax()]
+        return np.zeros(x.shape[1]), np.full(n, majority), np.full(len(x_test), majority)
+    onehot = np.eye(num_classes)[labels]
+    prior = np.clip(onehot.mean(axis=0), np.finfo(np.float64).eps, None)
+    binary = num_classes == 2
+    if binary:  # one tree per stage on the log-odds of the second class
+        targets, init = onehot[:, 1:], np.log(prior[1:] / prior[:1])
+    else:
+        targets, init = onehot, np.log(prior)
+    trees = targets.shape[1]
+    raw = np.tile(init, (n, 1))
+    params = dict(objective="none", num_class=trees, max_depth=GBT_DEPTH,
+                  num_leaves=2 ** GBT_DEPTH, learning_rate=GBT_LEARNING_RATE,
+                  min_data_in_leaf=1, min_sum_hessian_in_leaf=0.0, min_data_in_bin=1,
+                  lambda_l2=0.0, max_bin=histogram_bins(x.shape[1]), feature_pre_filter=False,
+                  num_threads=1, deterministic=True, force_col_wise=True, seed=seed,
+                  verbose=-1)
+    booster = lightgbm.Booster(params, lightgbm.Dataset(x, params=params))
+    shrink = 1.0 if binary else (num_classes - 1) / num_classes
+    for stage in range(GBT_STAGES):
+        p = _expit(raw) if binary else _softmax(raw)
+        gradient = p - targets
+        grad = gradient if trees > 1 else gradient[:, 0]  # LightGBM: 1-D for one tree
+        if booster.update(fobj=lambda _raw, _data: (grad, np.ones_like(grad))) \
+                or booster.current_iteration() <= stage:  # nothing left to split
+            break
+        leaves = booster.predict(x, pred_leaf=True, start_iteration=stage, num_threads=1,
+                                 num_iteration=1).reshape(n, trees).astype(np.int64)
+        # every (tree, leaf) of the stage at once: slot = tree * leaves per tree + leaf
+        width = 2 ** GBT_DEPTH
+        slots = (leaves + np.arange(trees) * width).ravel()
+        numerator = shrink * np.bincount(slots, -gradient.ravel(), trees * width)
+        denominator = np.bincount(slots, (p * (1 - p)).ravel(), trees * width)
+        step = np.divide(numerator, denominator, out=np.zeros(trees * width),
+                         where=np.abs(denominator) >= 1e-150) * GBT_LEARNING_RATE
+        step = step.reshape(trees, width)
+        for k, size in enumerate(leaves.max(axis=0) + 1):
+            for index in range(int(size)):
+                booster.set_leaf_output(stage * trees + k, index, float(step[k, index]))
+        raw += step[np.arange(trees), leaves]
+    gain = booster.feature_importance("gain").astype(np.float64)
+    importances = gain / gain.sum() if gain.sum() > 0 else gain
+    raw_test = init + booster.predict(x_test, raw_score=True, num_threads=1).reshape(
+        len(x_test), trees)
+
+    def predict(scores):
+        return classes[(scores[:, 0] > 0).astype(int)] if binary else classes[scores.argmax(1)]
+    return importances, predict(raw), predict(raw_test)
+
+
 def _lightgbm_classifier(seed: int):
     """LightGBM set as scikit-learn's GradientBoostingClassifier defaults, on one thread: its
     OpenMP threads spin-wait, and on shared cores two of them ran slower than one."""
-    import lightgbm  # slow to import (it loads its shared library); only this mode needs it
+    import lightgbm  # slow to import (it loads its shared library); only boosted modes need it
 
     return lightgbm.LGBMClassifier(
-        n_estimators=100, learning_rate=0.1, max_depth=3, num_leaves=8, min_child_samples=1,
-        min_child_weight=1e-3, reg_lambda=0.0, subsample=1.0, colsample_bytree=1.0,
-        importance_type="gain", n_jobs=1, deterministic=True, force_col_wise=True,
-        random_state=seed, verbose=-1)
+        n_estimators=GBT_STAGES, learning_rate=GBT_LEARNING_RATE, max_depth=GBT_DEPTH,
+        num_leaves=2 ** GBT_DEPTH, min_child_samples=1, min_child_weight=1e-3, reg_lambda=0.0,
+        subsample=1.0, colsample_bytree=1.0, importance_type="gain", n_jobs=1,
+        deterministic=True, force_col_wise=True, random_state=seed, verbose=-1)
+
+
+def histogram_bins(num_latents: int) -> int:
+    """Bins per latent of "gbt-hist": GBT_HIST_BIN_BUDGET shared by the latents, at least
+    GBT_HIST_MIN_BINS (LightGBM never makes more bins than a latent has distinct values)."""
+    return max(GBT_HIST_MIN_BINS, GBT_HIST_BIN_BUDGET // max(int(num_latents), 1))
+
+
+def _softmax(raw: np.ndarray) -> np.ndarray:
+    e = np.exp(raw - raw.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _expit(raw: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-raw))
 
 
 def _distinct_columns(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -182,7 +318,7 @@ def _importance_matrix(codes, factors, codes_test, factors_test, mode: str,
     seeds = random_state.integers(2**31 - 1, size=num_factors)
     args = [(codes, factors[:, j], codes_test, factors_test[:, j], int(seeds[j]))
             for j in range(num_factors)]
-    if mode in ("gbt", "lightgbm") and n_jobs != 1 and num_factors > 1:
+    if mode in BOOSTED_MODES and n_jobs != 1 and num_factors > 1:
         # Cost grows with the number of classes: start the largest factors first.
         order = np.argsort([-len(np.unique(factors[:, j])) for j in range(num_factors)],
                            kind="stable")

@@ -12,8 +12,8 @@ import pandas as pd
 from scipy import stats
 
 from dcign_eval.cache import CodedGrid, ProgressFactory, encode_cached, identity
-from dcign_eval.metrics import (METRIC_KEYS, evaluate_timed, library_versions, metric_settings,
-                                metrics_table)
+from dcign_eval.metrics import (METRIC_KEYS, POSTERIOR_METRICS, evaluate_timed, library_versions,
+                                metric_settings, metrics_table)
 from dcign_eval.metrics.paper import ANGLE_FACTORS, PAPER_KEYS, paper_measurements
 from trainer.errors import DcignError
 from trainer.faces import FaceWorld, GridSpec, render_grid
@@ -59,6 +59,25 @@ def grid_codes(model, world: FaceWorld, *, cache_dir=None,
                          description=f"encoding the grid ({model.name})")
 
 
+#: The settings column of a metric that needs the encoder's posterior, for a model without one.
+NO_POSTERIOR_NOTE = "skipped: the model has no encoder posterior (encode_posterior)"
+
+
+def grid_posterior(model, world: FaceWorld, *, cache_dir=None,
+                   progress: ProgressFactory | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, sd) of the model's posterior q(z|x) for every grid image (cached), as
+    :func:`grid_codes`."""
+    both = encode_cached(model, world.dataset.images, cache_dir=cache_dir, progress=progress,
+                         description=f"encoding the grid's posteriors ({model.name})",
+                         posterior=True)
+    mu, sd = np.split(both, 2, axis=1)
+    return mu, sd
+
+
+def _columns(start: int, stop: int) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda rows: rows[:, start:stop]
+
+
 def measure_model(model, world: FaceWorld, seed: int = 0, metrics: Sequence[str] | None = None,
                   *, codes: np.ndarray | None = None, cache_dir=None,
                   **overrides) -> tuple[dict[str, float], dict[str, float]]:
@@ -66,13 +85,36 @@ def measure_model(model, world: FaceWorld, seed: int = 0, metrics: Sequence[str]
     measurements for one model (:class:`dcign_eval.protocol.Model`).
 
     ``codes``: the model's :func:`grid_codes` if already at hand (else they are encoded through
-    the cache, and the encoding time is charged to the paper's measurements)."""
+    the cache, and the encoding time is charged to the paper's measurements). The metrics that
+    need the encoder's posterior (continuous MIG) come out NaN for a model without one (see
+    :data:`NO_POSTERIOR_NOTE`)."""
     start = time.perf_counter()
     if codes is None:
         codes = grid_codes(model, world, cache_dir=cache_dir)
     encoding = time.perf_counter() - start
-    values, seconds = ({}, {}) if metrics is not None and len(metrics) == 0 else \
-        evaluate_timed(CodedGrid(world, codes), identity, metrics, seed=seed, **overrides)
+    wanted = list(METRIC_KEYS if metrics is None else metrics)
+    needs_posterior = [k for k in wanted if k in POSTERIOR_METRICS]
+    data, represent = CodedGrid(world, codes), identity
+    start = time.perf_counter()
+    if needs_posterior and getattr(model, "has_posterior", False):
+        # the grid's observations become [code | mu | sd]: the metrics read the code, the
+        # continuous MIG the posterior
+        mu, sd = grid_posterior(model, world, cache_dir=cache_dir)
+        dims = codes.shape[1]
+        data = CodedGrid(world, np.hstack([codes, mu, sd]))
+        represent = _columns(0, dims)
+        mean, spread = _columns(dims, 2 * dims), _columns(2 * dims, 3 * dims)
+        overrides["posterior"] = lambda rows: (mean(rows), spread(rows))
+        needs_posterior = []
+    posterior_seconds = time.perf_counter() - start
+    wanted = [k for k in wanted if k not in needs_posterior]
+    values, seconds = ({}, {}) if not wanted else \
+        evaluate_timed(data, represent, wanted, seed=seed, **overrides)
+    for key in needs_posterior:  # skipped: no posterior
+        values[key], seconds[key] = float("nan"), 0.0
+    for key in POSTERIOR_METRICS:
+        if key in seconds and key not in needs_posterior:
+            seconds[key] += posterior_seconds
     start = time.perf_counter()
     paper = paper_measurements(codes, world.dataset.factors, model.latent_names,
                                random_state=seed)
@@ -118,6 +160,8 @@ def measure_models_seeds(models: Sequence, worlds: dict[int, FaceWorld], seed: i
     df = seed_intervals(pd.concat(runs, ignore_index=True))
     settings = metric_settings(**overrides)
     df["settings"] = df["metric"].map(lambda m: settings.get(m, ""))
+    skipped = df["metric"].isin(POSTERIOR_METRICS) & df["value"].isna()
+    df.loc[skipped, "settings"] = NO_POSTERIOR_NOTE
     df["versions"] = library_versions()
     return df
 

@@ -17,8 +17,10 @@ class ReportSettings:
             19 azimuths x 7 elevations x 9 lights each, as ``dcign-eval metrics``).
         metrics_num_train, metrics_num_eval: points per disentanglement metric (None:
             disentanglement_lib's 10,000 / 5,000).
-        dci_mode: "extra-trees" (the default), "lightgbm" or "gbt" (the reference's estimator,
-            slow); see dcign_eval.metrics.dci.
+        metrics_seeds: seeds of the metrics' sampling, each value their mean with a 95% interval
+            (1: no interval).
+        dci_mode: DCI's importance estimator, one of dcign_eval.metrics.dci.DCI_MODES
+            ("gbt-hist" by default; "gbt" is the reference's, slow).
         metrics: which disentanglement metrics (None: all; () none, the paper's measurements only).
         recognition_identities: held-out identities of the recognition experiment.
         probe_steps: probe grid steps (azimuth, elevation, light) in degrees.
@@ -37,6 +39,7 @@ class ReportSettings:
     grid_identities: int = 10
     metrics_num_train: int | None = 3000
     metrics_num_eval: int | None = 1500
+    metrics_seeds: int = 1
     dci_mode: str = DEFAULT_DCI_MODE
     metrics: tuple[str, ...] | None = None
     recognition_identities: int = 50
@@ -63,7 +66,7 @@ PRESETS: dict[str, ReportSettings] = {
     # The default: at most about two minutes on a 2-core CPU once the caches are warm.
     "quick": ReportSettings(),
     # The other commands' defaults (dcign-eval metrics / recognition / traverse --fidelity).
-    "full": ReportSettings(metrics_num_train=None, metrics_num_eval=None,
+    "full": ReportSettings(metrics_num_train=None, metrics_num_eval=None, metrics_seeds=5,
                            recognition_identities=100, traverse_faces=4, traverse_frames=48,
                            fidelity_identities=8, reconstruction_faces=12, scatter_points=6000),
     # Tests and the pipeline's plumbing check: seconds.
@@ -75,6 +78,14 @@ PRESETS: dict[str, ReportSettings] = {
                            fidelity_identities=1, reconstruction_faces=3, lineup_faces=4,
                            scatter_points=500),
 }
+
+
+def metrics_preset(name: str) -> dict:
+    """The metrics' settings of a preset, as ``dcign-eval metrics`` takes them: ``num_train``,
+    ``num_eval`` (None: disentanglement_lib's) and ``seeds``."""
+    settings = preset(name)
+    return {"num_train": settings.metrics_num_train, "num_eval": settings.metrics_num_eval,
+            "seeds": settings.metrics_seeds}
 
 
 def preset(name: str) -> ReportSettings:

@@ -31,6 +31,7 @@ REFERENCES = (CEILING, FLOOR)
 METRIC_LABELS = {
     "beta_vae": ("BetaVAE score", "higher"), "factor_vae": ("FactorVAE score", "higher"),
     "mig": ("MIG", "higher"), "sap": ("SAP (discrete)", "higher"),
+    "mig_continuous": ("MIG (continuous: posterior samples)", "higher"),
     "sap_continuous": ("SAP (continuous)", "higher"),
     "dci_disentanglement": ("DCI disentanglement", "higher"),
     "dci_completeness": ("DCI completeness", "higher"),

@@ -1,6 +1,7 @@
-"""The metric suite through :func:`dcign_eval.metrics.evaluate`: the public sanity values of
-metrics.md (observations = factor indices, sizes [3, 6, 40, 32, 32]), edge cases, determinism,
-and the tidy table."""
+"""The metric suite (:mod:`dcign_eval.metrics` and :mod:`dcign_eval.metrics.suite`): the public
+sanity values of metrics.md through :func:`~dcign_eval.metrics.evaluate` (observations = factor
+indices, sizes [3, 6, 40, 32, 32]), edge cases, determinism, the tidy table, the seed intervals
+and the `dcign-eval metrics` command."""
 
 import json
 import math
@@ -8,14 +9,17 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from dcign_eval.metrics import (DCI_MODES, METRIC_KEYS, evaluate, evaluate_timed, factor_vae,
                                 irs, metrics_table, write_metrics)
 from dcign_eval.metrics.synthetic import SANITY_FACTOR_SIZES, SyntheticFactors, flat_index
 from trainer.errors import DcignError
 
+
 SIZES = np.array(SANITY_FACTOR_SIZES)
-# Smaller samples where the value stays meaningful (the reference's are 10,000 / 5,000).
+
+
 SMALL = dict(num_train=4000, num_eval=2000)
 
 
@@ -52,7 +56,7 @@ def identity_scores(data):
 
 def test_identity_code_sanity_values(identity_scores):
     s = identity_scores
-    assert list(s) == list(METRIC_KEYS)
+    assert list(s) == [k for k in METRIC_KEYS if k != "mig_continuous"]  # no posterior given
     assert all(math.isfinite(v) for v in s.values())
     assert s["beta_vae"] == 1.0
     assert s["factor_vae"] == 1.0
@@ -150,39 +154,18 @@ def test_same_seed_same_values_and_metrics_are_independent(data):
         {"mig": a["mig"], "irs": a["irs"]}
 
 
-@pytest.mark.parametrize("mode", ["lightgbm", "extra-trees"])
-def test_dci_estimators_agree_with_gbt_on_a_small_sample(mode):
-    tolerance = 0.02 if mode == "lightgbm" else 0.05
-    small = SyntheticFactors([3, 6, 8])
-    sizes = np.array(small.factor_sizes)
-
-    def duplicated(x):
-        z = (x - (sizes - 1) / 2) / np.sqrt((sizes**2 - 1) / 12)
-        return np.hstack([z, z])
-
-    keys = ["dci_disentanglement", "dci_completeness", "dci_informativeness"]
-    for represent in (identity, duplicated):
-        gbt = evaluate(small, represent, keys, seed=0, dci_mode="gbt", num_train=1000,
-                       num_eval=500)
-        fast = evaluate(small, represent, keys, seed=0, dci_mode=mode, num_train=1000,
-                        num_eval=500)
-        for k in keys:
-            assert fast[k] == pytest.approx(gbt[k], abs=tolerance), (represent.__name__, k)
-    assert gbt["dci_completeness"] == pytest.approx(1 - math.log(2) / math.log(6), abs=0.05)
-
-
 def test_bad_arguments(data):
     with pytest.raises(DcignError, match="unknown metric"):
         evaluate(data, identity, metrics=["mig", "dci"])
     with pytest.raises(DcignError, match="unknown override"):
         evaluate(data, identity, metrics="mig", num_points=5)
     with pytest.raises(DcignError, match="dci_mode"):
-        evaluate(data, identity, metrics="dci_completeness", dci_mode="lasso")
+        evaluate(data, identity, metrics="dci_completeness", dci_mode="ridge")
     with pytest.raises(DcignError, match="ground-truth data interface"):
         evaluate(object(), identity)
     with pytest.raises(DcignError, match="callable"):
         evaluate(data, None, metrics="mig")
-    assert set(DCI_MODES) == {"lightgbm", "gbt", "extra-trees"}
+    assert set(DCI_MODES) == {"gbt-hist", "gbt", "lightgbm", "extra-trees", "lasso"}
 
 
 def test_table_and_files(tmp_path, data):
@@ -224,7 +207,86 @@ def test_metric_settings_name_each_estimator_and_setting():
 
     settings = metric_settings(num_train=500, dci_mode="gbt")
     assert set(settings) == set(METRIC_KEYS)
-    assert settings["mig"] == "num_bins=20, num_train=500"
-    assert "estimator=gbt" in settings["dci_completeness"]
+    assert settings["mig"] == "estimator=histogram of the means, num_bins=20, num_train=500"
+    assert settings["mig_continuous"] == \
+        "estimator=posterior samples, num_samples=500, num_train=500"
+    assert "estimator=gbt," in settings["dci_completeness"]
+    assert "bins=max(255, 50000 / latents)" in metric_settings()["dci_disentanglement"]
+    assert "alpha=0.02" in metric_settings(dci_mode="lasso")["dci_informativeness"]
     assert "prune_threshold=0.05" in settings["factor_vae"]
     assert "scikit-learn=" in library_versions() and "lightgbm=" in library_versions()
+
+
+OUTSIDE_MODEL = """
+import numpy as np
+
+class Projection:  # an encoder without a posterior (no encode_posterior)
+    name = "outside"
+    image_size = 64
+
+    def encode(self, images):
+        flat = np.asarray(images, np.float32).reshape(len(images), -1) / 255
+        return flat @ np.random.default_rng(0).normal(size=(flat.shape[1], 4))
+
+def make_model():
+    return Projection()
+"""
+
+
+def test_metrics_command_writes_tidy_csv_and_json(tmp_path, tiny_runs):
+    from dcign_eval.cli import app
+
+    runs = tiny_runs
+    (tmp_path / "outside.py").write_text(OUTSIDE_MODEL)
+    out = tmp_path / "metrics"
+    result = CliRunner().invoke(app, [
+        "metrics", "--model", str(runs["tiny-dcign"]), "--model", str(runs["tiny-vae"]),
+        "--model", f"{tmp_path / 'outside.py'}:make_model",
+        "--out", str(out), "--identities", "2", "--grid-dir", str(tmp_path / "data"),
+        "--num-train", "200", "--num-eval", "100", "--quick"])
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(out / "metrics.csv")
+    assert list(df.columns) == ["model", "metric", "value", "low", "high", "seeds", "seconds",
+                                "settings", "versions"]
+    assert (df.seeds == 1).all()  # --quick: one seed, no interval
+    measured = df.dropna(subset=["value"])
+    assert (measured.low == measured.value).all() and (measured.high == measured.value).all()
+    assert "estimator=gbt-hist" in df[df.metric == "dci_disentanglement"].settings.iloc[0]
+    # the continuous MIG: measured from the runs' posteriors, a clear note for the outside
+    # model, which has none
+    mig = df[df.metric == "mig_continuous"].set_index("model")
+    assert np.isfinite(mig.loc[["tiny-dcign", "tiny-vae"], "value"]).all()
+    assert "posterior samples" in mig.loc["tiny-vae", "settings"]
+    assert np.isnan(mig.loc["outside", "value"])
+    assert mig.loc["outside", "settings"].startswith("skipped: the model has no encoder posterior")
+    df = df[df.model != "outside"]
+    assert set(df.model) == {"tiny-dcign", "tiny-vae"}  # the run directories' names
+    assert {"mig", "dci_disentanglement", "spearman_light", "intrinsic_invariance"} <= set(df.metric)
+    assert np.isfinite(df.value).all()
+    assert len(json.loads((out / "metrics.json").read_text())) == \
+        len(pd.read_csv(out / "metrics.csv"))
+    assert "spearman_azimuth" in result.output
+
+
+def test_metrics_command_missing_model_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "dcign_eval.cli", "metrics", "--model",
+                        str(tmp_path / "nope"), "--out", str(tmp_path / "m")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("error: no model") and len(r.stderr.splitlines()) == 1
+
+
+def test_metrics_command_defaults_to_five_seeds(tmp_path, tiny_runs):
+    from dcign_eval.cli import app
+
+    out = tmp_path / "metrics"
+    result = CliRunner().invoke(app, [
+        "metrics", "--model", str(tiny_runs["tiny-vae"]), "--out", str(out), "--identities", "2",
+        "--grid-dir", str(tmp_path / "data"), "--num-train", "200", "--metric", "mig"])
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(out / "metrics.csv").set_index("metric")
+    assert (df.seeds == 5).all()
+    assert df.loc["mig", "low"] < df.loc["mig", "value"] < df.loc["mig", "high"]
