@@ -20,6 +20,14 @@ class ReportSettings:
         dci_mode: "extra-trees" (the default), "lightgbm" or "gbt" (the reference's estimator,
             slow); see dcign_eval.metrics.dci.
         metrics: which disentanglement metrics (None: all; () none, the paper's measurements only).
+        metrics_seeds: draws of the metrics' samples (seeds seed .. seed + n - 1); from 2 on,
+            each value is their mean with a Student-t 95% interval; 1: the value alone.
+        seeded_metrics: the metrics drawn ``metrics_seeds`` times (None: all); the others are
+            drawn once (the value alone). The paper's measurements use the whole grid, not a
+            sample: their Spearman |rho| gets a bootstrap interval over the grid's identities.
+        grid_resamples: bootstrap resamples of the grid's identities behind that interval.
+        recognition_resamples: bootstrap resamples of the held-out identities behind every
+            recognition and verification figure's 95% interval (0: none).
         recognition_identities: held-out identities of the recognition experiment.
         probe_steps: probe grid steps (azimuth, elevation, light) in degrees.
         probes_per_azimuth: (elevation, light) probes per identity and azimuth (None: all).
@@ -38,6 +46,10 @@ class ReportSettings:
     metrics_num_eval: int | None = 1500
     dci_mode: str = DEFAULT_DCI_MODE
     metrics: tuple[str, ...] | None = None
+    metrics_seeds: int = 1
+    seeded_metrics: tuple[str, ...] | None = None
+    grid_resamples: int = 200
+    recognition_resamples: int = 1000
     recognition_identities: int = 50
     probe_steps: tuple[float, float, float] = (15.0, 15.0, 20.0)
     probes_per_azimuth: int | None = 4
@@ -58,15 +70,28 @@ class ReportSettings:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
+#: The metrics a default report draws over several seeds: the cheap ones (about 6 CPU seconds a
+#: seed for two models). SAP, DCI and the unsupervised pair take about 20 more a seed and are
+#: drawn once there (every metric is in the full preset).
+CHEAP_METRICS = ("beta_vae", "factor_vae", "mig", "modularity", "explicitness", "irs")
+
 PRESETS: dict[str, ReportSettings] = {
-    # The default: at most about two minutes on a 2-core CPU once the caches are warm.
+    # The default: intervals on every figure (5 seeds of the cheap metrics, the bootstrap of
+    # recognition), at most 3 minutes cold on a 2-core CPU (bench/bench_report.py).
+    "standard": ReportSettings(metrics_seeds=5, seeded_metrics=CHEAP_METRICS),
+    # One seed of every metric (no metric intervals; recognition keeps its bootstrap, which
+    # refits nothing): about two minutes cold.
     "quick": ReportSettings(),
-    # The other commands' defaults (dcign-eval metrics / recognition / traverse --fidelity).
-    "full": ReportSettings(metrics_num_train=None, metrics_num_eval=None,
-                           recognition_identities=100, traverse_faces=4, traverse_frames=48,
-                           fidelity_identities=8, reconstruction_faces=12, scatter_points=6000),
+    # The other commands' defaults (dcign-eval metrics / recognition / traverse --fidelity),
+    # every metric over 5 seeds.
+    "full": ReportSettings(metrics_num_train=None, metrics_num_eval=None, metrics_seeds=5,
+                           grid_resamples=1000, recognition_identities=100, traverse_faces=4,
+                           traverse_frames=48, fidelity_identities=8, reconstruction_faces=12,
+                           scatter_points=6000),
     # Tests and the pipeline's plumbing check: seconds.
     "tiny": ReportSettings(grid_identities=2, metrics_num_train=200, metrics_num_eval=100,
+                           metrics_seeds=2, seeded_metrics=("mig", "irs"), grid_resamples=50,
+                           recognition_resamples=200,
                            recognition_identities=3, probe_steps=(45.0, 30.0, 80.0),
                            probes_per_azimuth=2, pca_components=5, pca_identities=20,
                            pca_images=20, classifiers=("1nn-cosine",), traverse_faces=1,
@@ -77,7 +102,7 @@ PRESETS: dict[str, ReportSettings] = {
 
 
 def preset(name: str) -> ReportSettings:
-    """The settings called ``name`` (quick, full, tiny)."""
+    """The settings called ``name`` (standard, quick, full, tiny)."""
     try:
         return PRESETS[name]
     except KeyError:
