@@ -127,7 +127,8 @@ def test_headline_says_what_the_metrics_say_of_a_failing_tiny_model(demo):
 
 
 def test_metrics_and_recognition_show_intervals_and_say_how(demo):
-    texts = _section_texts(demo["result"].report.read_text())
+    texts = {k: " ".join(v.split()) for k, v in
+             _section_texts(demo["result"].report.read_text()).items()}
     metrics = pd.read_csv(demo["result"].report.parent / "tables" / "metrics.csv")
     # the tiny preset draws MIG and IRS over 2 seeds, the rest once
     seeds = metrics.set_index(["model", "metric"])["seeds"]
@@ -277,7 +278,8 @@ def test_card_training_loss_is_a_mean_with_its_interval():
     from dcign_eval.report.sections.cards import tail_mean
 
     # two batches: mean 11, sd sqrt(2), t(0.975, 1) = 12.706
-    assert tail_mean(pd.Series([10.0, 12.0])) == "11.0 ± 12.7 (mean of the last 2 training batches)"
+    assert tail_mean(pd.Series([10.0, 12.0])) == \
+        "11.0 ± 12.7 (mean of the last 2 training batches)"
     assert tail_mean(pd.Series([10.0])) == "10.0 (one training batch)"
 
 

@@ -168,14 +168,14 @@ def measure(models: Sequence[Model], worlds: Mapping[int, object],
     selected = METRIC_KEYS if settings.metrics is None else settings.metrics
     seeded = [m for m in (METRIC_KEYS if settings.seeded_metrics is None
                           else settings.seeded_metrics) if m in selected]
-    references = reference_codes(world, seed)
+    # name -> (its grid, its codes): the models' and the reference codes'
+    coded = {m.name: (worlds[m.image_size], codes[m.name]) for m in models}
+    coded.update({n: (world, c) for n, (c, _) in reference_codes(world, seed).items()})
     for k in range(1, settings.metrics_seeds if seeded else 1):
         # Only the sampled metrics again: the paper's measurements and the codes do not change.
-        for name, grid_codes_, size in ([(m.name, codes[m.name], m.image_size) for m in models]
-                                        + [(n, c, models[0].image_size)
-                                           for n, (c, _) in references.items()]):
-            values, seconds = evaluate_timed(CodedGrid(worlds[size], grid_codes_), identity,
-                                             seeded, seed=seed + k, **overrides)
+        for name, (grid, code) in coded.items():
+            values, seconds = evaluate_timed(CodedGrid(grid, code), identity, seeded,
+                                             seed=seed + k, **overrides)
             runs.append(pd.DataFrame({"model": name, "metric": list(values),
                                       "value": list(values.values()),
                                       "seconds": list(seconds.values()), "seed": seed + k}))
@@ -184,21 +184,20 @@ def measure(models: Sequence[Model], worlds: Mapping[int, object],
     used = metric_settings(**overrides)
     df["settings"] = df["metric"].map(lambda m: used.get(m, ""))
     df["versions"] = library_versions()
-    df = spearman_rows(df, world, {**{m.name: codes[m.name] for m in models},
-                                   **{n: c for n, (c, _) in references.items()}},
-                       settings.grid_resamples, seed)
+    df = spearman_rows(df, coded, settings.grid_resamples, seed)
     return df[COLUMNS]
 
 
-def spearman_rows(df: pd.DataFrame, world, codes: Mapping[str, np.ndarray], resamples: int,
+def spearman_rows(df: pd.DataFrame, coded: Mapping[str, tuple], resamples: int,
                   seed: int) -> pd.DataFrame:
     """``df`` with each ``spearman_<factor>`` row's low and high the 95% bootstrap interval over
-    the grid's identities of the latent that row measured (``neuron_<factor>``)."""
+    the grid's identities of the latent that row measured (``neuron_<factor>``); ``coded``: name
+    -> (its evaluation grid, its codes)."""
     if resamples < 1:
         return df
-    factors = world.dataset.factors
     df = df.copy()
-    for name, code in codes.items():
+    for name, (grid, code) in coded.items():
+        factors = grid.dataset.factors
         part = df[df["model"] == name].set_index("metric")
         neurons = {f: int(part.loc[f"neuron_{f}", "value"]) for f in ANGLE_FACTORS
                    if f"neuron_{f}" in part.index and f"spearman_{f}" in part.index}
