@@ -391,9 +391,10 @@ def _print_recognition(result) -> None:
                    f"resamples of the held-out identities")
     if len(result.comparison):
         table(f"Accuracy at {large}: {p['reference']} vs other (paired McNemar)",
-              ("classifier", "protocol", "other", "ref.", "other", "p", "ref. is"),
+              ("classifier", "protocol", "other", "ref.", "other", "difference", "p", "ref. is"),
               [(r.classifier, r.protocol, r.other, f"{r.accuracy_reference:.3f}",
                 f"{r.accuracy_other:.3f}",
+                format_interval(r.difference, r.difference_low, r.difference_high),
                 f"{r.p_value:.1e}" if r.p_value < 1e-3 else f"{r.p_value:.3f}",
                 "n.s." if r.verdict == "no significant difference" else r.verdict)
                for r in result.comparison.itertuples()])

@@ -146,6 +146,7 @@ def test_metrics_and_recognition_show_intervals_and_say_how(demo):
         in texts["recognition"]
     assert "resampled with replacement (200 resamples)" in texts["recognition"]
     assert "paired McNemar test" in texts["recognition"]
+    assert "difference's interval" in texts["recognition"]
 
 
 def test_card_names_the_pretrained_latents_behind_the_named_ones(demo):
@@ -272,6 +273,16 @@ def test_metrics_comparison_marks_differences_by_overlapping_intervals():
     # a bootstrap interval counts as an interval though the seeds are one
     boot = df.assign(seeds=1, interval="bootstrap over the grid's 10 identities")
     assert rp.metrics_comparison(boot).set_index("metric").loc["mig", "a vs b"] == "significant"
+
+
+def test_a_difference_is_established_by_the_bootstrap_only_when_its_interval_excludes_zero():
+    from dcign_eval.report.sections.recognition import bootstrap_mark
+
+    assert bootstrap_mark(0.01, 0.2) == "excludes 0" and bootstrap_mark(-0.2, -0.01) == "excludes 0"
+    # McNemar may call this one significant: probes of a few identities carry it
+    assert bootstrap_mark(-0.03, 0.14) == "includes 0"
+    assert bootstrap_mark(0.0, 0.1) == "includes 0"
+    assert bootstrap_mark(np.nan, np.nan) == ""
 
 
 def test_card_training_loss_is_a_mean_with_its_interval():

@@ -101,7 +101,10 @@ def section(models: Sequence[Model], root: Path, seed: int, settings: ReportSett
         "only reference right": comparison["only_reference"],
         "only other right": comparison["only_other"], "p (McNemar)": comparison["p_value"],
         "significant (p < 0.05)": comparison["verdict"].map(
-            lambda v: "no" if v == "no significant difference" else f"yes: {v}")})
+            lambda v: "no" if v == "no significant difference" else f"yes: {v}"),
+        "difference's interval": [bootstrap_mark(lo, hi) for lo, hi in
+                                  zip(comparison["difference_low"],
+                                      comparison["difference_high"])]})
     resamples = int(run.get("interval", {}).get("resamples", 0))
     return Section({"recognition": {
             "reference": run.get("reference"),
@@ -121,6 +124,15 @@ def section(models: Sequence[Model], root: Path, seed: int, settings: ReportSett
                       ("recognition/verification_vs_azimuth.png",
                        "Verification ROC AUC against |azimuth|")],
             "params": run, "cached": cached, "csv": "recognition/summary.csv"}})
+
+
+def bootstrap_mark(low: float, high: float) -> str:
+    """Whether a difference's bootstrap interval over identities excludes 0 (empty without one).
+    McNemar counts probes as independent, which probes of one identity are not: where the
+    interval includes 0 and McNemar says significant, the test is the optimistic one."""
+    if pd.isna(low) or pd.isna(high):
+        return ""
+    return "excludes 0" if low > 0 or high < 0 else "includes 0"
 
 
 def _right_aligned(table: HtmlTable, first: int) -> HtmlTable:
