@@ -53,6 +53,8 @@ import numpy as np
 import pandas as pd
 
 from dcign_eval.cache import ProgressFactory, encode_cached
+from dcign_eval.intervals import (LEVEL, RESAMPLES, bootstrap_weights, check_resamples,
+                                  percentile_interval)
 from dcign_eval.protocol import as_model
 from trainer.errors import DatasetError, DcignError
 from trainer.faces import FACTOR_RANGES, load_dataset, render_faces, split_identities, write_dataset
@@ -509,18 +511,106 @@ def _bin(values, width: float) -> np.ndarray:
     return np.round(np.asarray(values, dtype=float) / width) * width + 0.0
 
 
+# -- intervals: the bootstrap over held-out identities --------------------------------------------
+
+def identity_weights(identities, resamples: int = RESAMPLES, random_state: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct identities, bootstrap weights (resamples, identities)): how many times
+    each held-out identity is drawn in each resample. The same identities and seed give the same
+    weights, so every table of a run is resampled alike."""
+    ids = np.unique(np.asarray(identities))
+    return ids, bootstrap_weights(len(ids), resamples, [_seed(random_state), 19])
+
+
+def _per_identity(frame: pd.DataFrame, keys: Sequence[str], values: Sequence[str],
+                  ids: np.ndarray) -> tuple[pd.DataFrame, list[np.ndarray], np.ndarray]:
+    """Per group of ``keys`` and identity: the sums of ``values`` columns and the row counts.
+
+    Returns:
+        (the groups' keys in first-appearance order, one (groups, identities) sum matrix per
+        value column, the (groups, identities) count matrix).
+    """
+    grouped = frame.groupby(list(keys), sort=False)
+    row = grouped.ngroup().to_numpy()
+    col = np.searchsorted(ids, frame["identity"].to_numpy())
+    shape = (int(row.max()) + 1 if len(row) else 0, len(ids))
+    sums = []
+    for value in values:
+        m = np.zeros(shape)
+        np.add.at(m, (row, col), frame[value].to_numpy(np.float64))
+        sums.append(m)
+    counts = np.zeros(shape)
+    np.add.at(counts, (row, col), 1.0)
+    return grouped.size().reset_index()[list(keys)], sums, counts
+
+
+def _ratio_interval(numerator: np.ndarray, denominator: np.ndarray, weights: np.ndarray,
+                    level: float = LEVEL, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of (numerator @ w) / (denominator @ w) over the weight rows w: a
+    proportion recomputed on each resample of identities (rows in chunks, to bound memory)."""
+    low, high = np.full(len(numerator), np.nan), np.full(len(numerator), np.nan)
+    for start in range(0, len(numerator), chunk):
+        part = slice(start, start + chunk)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            samples = (numerator[part] @ weights.T) / (denominator[part] @ weights.T)
+        low[part], high[part] = percentile_interval(samples, level)
+    return low, high
+
+
+def identity_intervals(frame: pd.DataFrame, keys: Sequence[str], value: str = "correct",
+                       resamples: int = RESAMPLES, random_state: int = 0,
+                       level: float = LEVEL) -> pd.DataFrame:
+    """The bootstrap interval over identities of the mean of ``value`` per group of ``keys``.
+
+    Args:
+        frame: one row per probe (or pair): the ``keys``, ``identity`` and ``value`` (e.g.
+            ``correct``, True/False).
+        keys: the grouping columns.
+        resamples: bootstrap resamples (0: NaN ends).
+        random_state: seed of the resamples.
+        level: coverage.
+
+    Returns:
+        the ``keys`` columns (groups in first-appearance order), low, high. A resample that draws
+        none of a group's identities does not count for that group.
+    """
+    ids, weights = identity_weights(frame["identity"], resamples, random_state)
+    groups, (sums,), counts = _per_identity(frame, keys, [value], ids)
+    low, high = _ratio_interval(sums, counts, weights, level)
+    return groups.assign(low=low, high=high)
+
+
+def _with_interval(table: pd.DataFrame, intervals: pd.DataFrame, keys: Sequence[str],
+                   value: str, resamples: int) -> pd.DataFrame:
+    """``table`` with ``<value>_low`` and ``<value>_high`` inserted right after ``value``."""
+    merged = table.merge(intervals.rename(columns={"low": f"{value}_low",
+                                                   "high": f"{value}_high"}),
+                         on=list(keys), how="left", sort=False)
+    columns = list(table.columns)
+    at = columns.index(value) + 1
+    columns[at:at] = [f"{value}_low", f"{value}_high"]
+    out = merged[columns]
+    if "resamples" not in out:
+        out = out.assign(resamples=int(resamples))
+    return out
+
+
 def accuracy_table(predictions: pd.DataFrame, azimuth_bin: float = 15.0,
-                   elevation_bin: float = 15.0, light_bin: float = 20.0) -> pd.DataFrame:
+                   elevation_bin: float = 15.0, light_bin: float = 20.0,
+                   resamples: int = RESAMPLES, random_state: int = 0) -> pd.DataFrame:
     """The tidy accuracy table: one row per feature, classifier, protocol and factor bin.
 
     Bins are the nearest multiple of the bin width: ``abs_azimuth`` bins |azimuth| (a turn to
     the left and one to the right are the same pose change), ``elevation`` and ``light`` are
-    signed.
+    signed. The interval is the bootstrap over held-out identities (:func:`identity_intervals`;
+    ``resamples`` 0: NaN ends).
 
     Returns:
-        columns feature, classifier, protocol, abs_azimuth, elevation, light, accuracy, correct, n.
+        columns feature, classifier, protocol, abs_azimuth, elevation, light, accuracy,
+        accuracy_low, accuracy_high, correct, n, resamples.
     """
-    frame = predictions[["feature", "classifier", "protocol", "correct"]].copy()
+    resamples = check_resamples(resamples)
+    frame = predictions[["feature", "classifier", "protocol", "identity", "correct"]].copy()
     frame["abs_azimuth"] = _bin(np.abs(predictions["azimuth"]), azimuth_bin)
     frame["elevation"] = _bin(predictions["elevation"], elevation_bin)
     frame["light"] = _bin(predictions["light"], light_bin)
@@ -529,6 +619,8 @@ def accuracy_table(predictions: pd.DataFrame, azimuth_bin: float = 15.0,
                                                 n=("correct", "size")).reset_index()
     table["correct"] = table["correct"].astype(int)
     table.insert(len(keys), "accuracy", table["correct"] / table["n"])
+    table = _with_interval(table, identity_intervals(frame, keys, "correct", resamples,
+                                                     random_state), keys, "accuracy", resamples)
     return _sort(table, keys)
 
 
@@ -568,12 +660,17 @@ def accuracy_by(table: pd.DataFrame, factor: str) -> pd.DataFrame:
     return _sort(out[keys + ["accuracy", "correct", "n"]], keys)
 
 
-def summary_table(predictions: pd.DataFrame, large_pose: float = LARGE_POSE) -> pd.DataFrame:
-    """Overall accuracy and accuracy at large pose changes (|azimuth| >= ``large_pose``).
+def summary_table(predictions: pd.DataFrame, large_pose: float = LARGE_POSE,
+                  resamples: int = RESAMPLES, random_state: int = 0) -> pd.DataFrame:
+    """Overall accuracy and accuracy at large pose changes (|azimuth| >= ``large_pose``), each
+    with its bootstrap interval over held-out identities (:func:`identity_intervals`).
 
     Returns:
-        columns feature, classifier, protocol, accuracy, n, accuracy_large_pose, n_large_pose.
+        columns feature, classifier, protocol, accuracy, accuracy_low, accuracy_high, n,
+        accuracy_large_pose, accuracy_large_pose_low, accuracy_large_pose_high, n_large_pose,
+        resamples.
     """
+    resamples = check_resamples(resamples)
     keys = ["feature", "classifier", "protocol"]
     large = predictions["azimuth"].abs() >= large_pose
     overall = predictions.groupby(keys, sort=False)["correct"].agg(["mean", "size"])
@@ -581,35 +678,51 @@ def summary_table(predictions: pd.DataFrame, large_pose: float = LARGE_POSE) -> 
     out = overall.rename(columns={"mean": "accuracy", "size": "n"}).join(
         big.rename(columns={"mean": "accuracy_large_pose", "size": "n_large_pose"})).reset_index()
     out["n_large_pose"] = out["n_large_pose"].fillna(0).astype(int)
+    out = _with_interval(out, identity_intervals(predictions, keys, "correct", resamples,
+                                                 random_state), keys, "accuracy", resamples)
+    if large.any():
+        # The same seed: with the same identities (each has probes at every grid azimuth) these
+        # are the overall interval's draws.
+        big_intervals = identity_intervals(predictions[large], keys, "correct", resamples,
+                                           random_state)
+    else:
+        big_intervals = out[keys].assign(low=np.nan, high=np.nan)
+    out = _with_interval(out, big_intervals, keys, "accuracy_large_pose", resamples)
     return _sort(out, keys)
 
 
 def pose_comparison(predictions: pd.DataFrame, reference: str,
-                    large_pose: float = LARGE_POSE, alpha: float = 0.05) -> pd.DataFrame:
+                    large_pose: float = LARGE_POSE, alpha: float = 0.05,
+                    resamples: int = RESAMPLES, random_state: int = 0) -> pd.DataFrame:
     """Does ``reference`` identify large-pose probes better than each other feature set?
 
     Paired on the same probes (|azimuth| >= ``large_pose``): exact McNemar test (two-sided
     binomial test on the discordant probes). Probes of one identity are not independent, so read
-    the p-value as a guide, not a guarantee.
+    the p-value as a guide, not a guarantee; the difference's bootstrap interval over identities
+    (both feature sets on the same resamples) does not assume that independence.
 
     Returns:
         one row per (classifier, protocol, other feature): reference, other, accuracy_reference,
-        accuracy_other, difference, n, only_reference (probes only the reference got right),
-        only_other, p_value, verdict (``better``, ``worse`` or ``no significant difference``).
-        Empty when ``reference`` is not among the features.
+        accuracy_other, difference, difference_low, difference_high, n, only_reference (probes
+        only the reference got right), only_other, p_value, verdict (``better``, ``worse`` or
+        ``no significant difference``). Empty when ``reference`` is not among the features.
     """
     from scipy.stats import binomtest
 
     columns = ["classifier", "protocol", "reference", "other", "accuracy_reference",
-               "accuracy_other", "difference", "n", "only_reference", "only_other", "p_value",
-               "verdict"]
+               "accuracy_other", "difference", "difference_low", "difference_high", "n",
+               "only_reference", "only_other", "p_value", "verdict"]
     large = predictions[predictions["azimuth"].abs() >= large_pose]
     if reference not in set(large["feature"]):
         return pd.DataFrame(columns=columns)
+    ids, weights = identity_weights(large["identity"], check_resamples(resamples), random_state)
     rows = []
     for (classifier, protocol), group in large.groupby(["classifier", "protocol"], sort=False):
         wide = group.pivot(index="probe", columns="feature", values="correct")
         ref = wide[reference].to_numpy(bool)
+        identity = group.drop_duplicates("probe").set_index("probe").loc[wide.index, "identity"]
+        col = np.searchsorted(ids, identity.to_numpy())
+        counts = np.bincount(col, minlength=len(ids)).astype(np.float64)[None]
         for other in wide.columns:
             if other == reference:
                 continue
@@ -618,8 +731,12 @@ def pose_comparison(predictions: pd.DataFrame, reference: str,
             p = binomtest(b, b + c, 0.5).pvalue if b + c else 1.0
             verdict = "no significant difference" if p >= alpha else \
                 ("better" if b > c else "worse")
+            # The difference's interval: both feature sets on the same resampled identities.
+            diff = np.bincount(col, ref.astype(float) - oth.astype(float), len(ids))[None]
+            low, high = _ratio_interval(diff, counts, weights)
             rows.append((classifier, protocol, reference, other, ref.mean(), oth.mean(),
-                         ref.mean() - oth.mean(), len(ref), b, c, float(p), verdict))
+                         ref.mean() - oth.mean(), low[0], high[0], len(ref), b, c, float(p),
+                         verdict))
     out = pd.DataFrame(rows, columns=columns)
     ordered = _order(out.rename(columns={"other": "feature"}))
     ordered = ordered.sort_values(["classifier", "protocol", "feature"], kind="stable")
@@ -695,25 +812,88 @@ def verification_pairs(features: Mapping[str, np.ndarray], factors: pd.DataFrame
     return pd.concat(frames, ignore_index=True)
 
 
-def verification_table(pairs: pd.DataFrame, by_azimuth: bool = True,
-                       azimuth_bin: float = 15.0) -> pd.DataFrame:
-    """ROC AUC and equal error rate per feature set (and per |azimuth| bin when ``by_azimuth``).
+def weighted_auc_eer(same, similarity, weights, chunk: int = 250
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """ROC AUC and equal error rate of pairs counted with weights, one figure per weight row.
+
+    A pair of weight k counts as k copies of it, so a bootstrap resample of identities is a
+    weight row (its identities' draw counts, per pair). Tied similarities form one threshold step
+    (AUC counts a tie as half), as :func:`sklearn.metrics.roc_curve` does; a row of ones gives
+    :func:`_roc_auc_eer`'s figures.
+
+    Args:
+        same: (P,) True for a same-identity pair.
+        similarity: (P,) the pairs' scores.
+        weights: (R, P) non-negative pair weights.
 
     Returns:
-        columns feature, [abs_azimuth,] auc, eer, n_same, n_different.
+        (auc, eer), each (R,); NaN where a row weighs no same or no different pair.
     """
+    same = np.asarray(same, bool)
+    similarity = np.asarray(similarity, np.float64)
+    weights = np.atleast_2d(np.asarray(weights, np.float64))
+    order = np.argsort(-similarity, kind="stable")
+    s, y = similarity[order], same[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # one step per distinct score
+    auc, eer = np.full(len(weights), np.nan), np.full(len(weights), np.nan)
+    for first in range(0, len(weights), chunk):
+        w = weights[first:first + chunk][:, order]
+        tp = np.cumsum(np.add.reduceat(w * y, starts, axis=1), axis=1)
+        fp = np.cumsum(np.add.reduceat(w * ~y, starts, axis=1), axis=1)
+        n_same, n_different = tp[:, -1:], fp[:, -1:]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tpr = np.hstack([np.zeros((len(w), 1)), tp / n_same])
+            fpr = np.hstack([np.zeros((len(w), 1)), fp / n_different])
+        auc[first:first + len(w)] = np.trapezoid(tpr, fpr, axis=1)
+        # _equal_error_rate, row by row: the first step where false rejects no longer exceed
+        # false accepts, interpolated linearly from the step before.
+        d = (1.0 - tpr) - fpr
+        i = np.argmax(d <= 0, axis=1)
+        rows = np.arange(len(w))
+        prev = np.maximum(i - 1, 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = d[rows, prev] / (d[rows, prev] - d[rows, i])
+            crossing = fpr[rows, prev] + t * (fpr[rows, i] - fpr[rows, prev])
+        eer[first:first + len(w)] = np.where(i == 0, fpr[:, 0], crossing)
+        bad = (n_same[:, 0] <= 0) | (n_different[:, 0] <= 0)
+        auc[first:first + len(w)][bad] = np.nan
+        eer[first:first + len(w)][bad] = np.nan
+    return auc, eer
+
+
+def verification_table(pairs: pd.DataFrame, by_azimuth: bool = True,
+                       azimuth_bin: float = 15.0, resamples: int = RESAMPLES,
+                       random_state: int = 0, level: float = LEVEL) -> pd.DataFrame:
+    """ROC AUC and equal error rate per feature set (and per |azimuth| bin when ``by_azimuth``),
+    each with its bootstrap interval over held-out identities: a pair belongs to its probe's
+    identity, and each resample reweighs the pairs (:func:`weighted_auc_eer`); nothing is
+    refitted.
+
+    Returns:
+        columns feature, [abs_azimuth,] auc, auc_low, auc_high, eer, eer_low, eer_high, n_same,
+        n_different, resamples.
+    """
+    resamples = check_resamples(resamples)
     frame = pairs.copy()
     keys = ["feature"]
     if by_azimuth:
         frame["abs_azimuth"] = _bin(np.abs(frame["azimuth"]), azimuth_bin)
         keys.append("abs_azimuth")
+    ids, weights = identity_weights(frame["identity"], resamples, random_state)
     rows = []
     for key, group in frame.groupby(keys, sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        auc, eer = _roc_auc_eer(group["same"].to_numpy(), group["similarity"].to_numpy())
-        rows.append((*key, auc, eer, int(group["same"].sum()), int((~group["same"]).sum())))
-    out = pd.DataFrame(rows, columns=keys + ["auc", "eer", "n_same", "n_different"])
-    return _sort(out, keys)
+        same, similarity = group["same"].to_numpy(), group["similarity"].to_numpy()
+        auc, eer = _roc_auc_eer(same, similarity)
+        col = np.searchsorted(ids, group["identity"].to_numpy())
+        auc_samples, eer_samples = weighted_auc_eer(same, similarity, weights[:, col])
+        (auc_low, eer_low), (auc_high, eer_high) = percentile_interval(
+            np.stack([auc_samples, eer_samples]), level)
+        rows.append((*key, auc, auc_low, auc_high, eer, eer_low, eer_high,
+                     int(group["same"].sum()), int((~group["same"]).sum())))
+    out = pd.DataFrame(rows, columns=keys + ["auc", "auc_low", "auc_high", "eer", "eer_low",
+                                             "eer_high", "n_same", "n_different"])
+    return _sort(out.assign(resamples=resamples), keys)
 
 
 # -- plots: draw frames ---------------------------------------------------------------------------
@@ -823,7 +1003,7 @@ def run_recognition(models: Sequence = (), *, out=None, n_identities: int = 100,
                     pca_components: int | None = 200, pca_identities: int = 500,
                     pca_images: int = 2000, extra_features: Mapping[str, FeatureFn] | None = None,
                     large_pose: float = LARGE_POSE, cache_dir=None, code_cache_dir=None,
-                    random_state: int = 0,
+                    random_state: int = 0, resamples: int = RESAMPLES,
                     progress: ProgressFactory | None = None) -> RecognitionResult:
     """Run the invariant face-recognition experiment and (with ``out``) write its outputs.
 
@@ -845,7 +1025,10 @@ def run_recognition(models: Sequence = (), *, out=None, n_identities: int = 100,
         cache_dir: rendered faces are kept here (default ``out/cache``; None with no ``out``
             disables it).
         code_cache_dir: the cache of encoded codes (None: ``$DCIGN_EVAL_CACHE``).
-        random_state: seed of every random choice (probe draw, impostors, PCA, classifiers).
+        random_state: seed of every random choice (probe draw, impostors, PCA, classifiers,
+            the bootstrap).
+        resamples: bootstrap resamples of the held-out identities behind every accuracy, ROC
+            AUC and equal error rate's 95% interval (``*_low``, ``*_high`` columns); 0: none.
         progress: ``progress(total, description)`` context manager yielding ``advance(n)``
             (e.g. :func:`dcign_eval.console.progress_bar`).
 
@@ -854,6 +1037,7 @@ def run_recognition(models: Sequence = (), *, out=None, n_identities: int = 100,
     """
     started = time.time()
     seed = _seed(random_state)
+    resamples = check_resamples(resamples)
     n_identities = _check_identities(n_identities)
     grid = grid or ProbeGrid()
     unknown = [c for c in classifiers if c not in CLASSIFIERS]
@@ -901,7 +1085,7 @@ def run_recognition(models: Sequence = (), *, out=None, n_identities: int = 100,
 
     predictions = identification_predictions(features, factors, classifiers, protocols, seed)
     accuracy = accuracy_table(predictions, grid.azimuth_step, grid.elevation_step,
-                              grid.light_step)
+                              grid.light_step, resamples, seed)
     pairs = verification_pairs(features, factors, seed)
     reference = next(iter(features)) if models else None
     params = {"n_identities": n_identities, "size": int(size), "grid": grid.params(),
@@ -909,6 +1093,8 @@ def run_recognition(models: Sequence = (), *, out=None, n_identities: int = 100,
               "pca": {"components": pca_components, "identities": pca_identities,
                       "images": pca_images} if pca_components else None,
               "large_pose": float(large_pose), "random_state": seed,
+              "interval": {"level": LEVEL, "resamples": resamples,
+                           "method": "percentile bootstrap over held-out identities"},
               "features": {name: int(x.shape[1]) for name, x in features.items()},
               "models": {m.name: {"source": m.source, "image size": m.image_size,
                                   "fingerprint": m.fingerprint} for m in models},
@@ -920,11 +1106,16 @@ def run_recognition(models: Sequence = (), *, out=None, n_identities: int = 100,
               "chance": 1.0 / n_identities}
     result = RecognitionResult(
         predictions=with_model(predictions, owners), accuracy=with_model(accuracy, owners),
-        summary=with_model(summary_table(predictions, large_pose), owners),
-        comparison=pose_comparison(predictions, reference or "", large_pose),
+        summary=with_model(summary_table(predictions, large_pose, resamples, seed), owners),
+        comparison=pose_comparison(predictions, reference or "", large_pose,
+                                   resamples=resamples, random_state=seed),
         verification=with_model(verification_table(pairs, by_azimuth=True,
-                                                   azimuth_bin=grid.azimuth_step), owners),
-        verification_summary=with_model(verification_table(pairs, by_azimuth=False), owners),
+                                                   azimuth_bin=grid.azimuth_step,
+                                                   resamples=resamples, random_state=seed),
+                                owners),
+        verification_summary=with_model(verification_table(pairs, by_azimuth=False,
+                                                           resamples=resamples,
+                                                           random_state=seed), owners),
         params=params)
     if out is not None:
         try:

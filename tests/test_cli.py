@@ -64,6 +64,8 @@ BAD = {  # one bad input a command, and a word of the error it must give
     ("recognition", "--classifier", "knn"): "'knn' is not one of '1nn-cosine'",
     ("traverse", "--neuron", "nose"): "error: ",
     ("report", "--seed", "-1"): "--seed",
+    ("report", "--quick", "--full"): "error: --quick and --full contradict each other",
+    ("recognition", "--resamples", "-1"): "--resamples",
     ("demo", "--profile", "huge"): "'huge' is not one of 'quick', 'full', 'tiny'",
 }
 

@@ -132,7 +132,8 @@ def test_accuracy_table_is_tidy_and_bins_abs_azimuth():
                                           classifiers=("1nn-cosine",), protocols=("one-view",))
     table = rec.accuracy_table(pred, 45, 30, 80)
     assert list(table.columns) == ["feature", "classifier", "protocol", "abs_azimuth",
-                                   "elevation", "light", "accuracy", "correct", "n"]
+                                   "elevation", "light", "accuracy", "accuracy_low",
+                                   "accuracy_high", "correct", "n", "resamples"]
     assert set(table["abs_azimuth"]) == {0.0, 45.0, 90.0}
     n_probes = (f["view"] == "probe").sum()
     assert table.groupby("feature")["n"].sum().tolist() == [n_probes, n_probes]
@@ -143,6 +144,88 @@ def test_accuracy_table_is_tidy_and_bins_abs_azimuth():
     assert comparison.loc[0, "other"] == "half"
     assert comparison.loc[0, "accuracy_reference"] == 1.0
     assert comparison.loc[0, "only_other"] == 0
+
+
+# -- intervals: the bootstrap over held-out identities -----------------------------------------
+
+def _probes(correct_by_identity: dict[int, list[bool]], feature: str = "f") -> pd.DataFrame:
+    """Hand-made predictions: one row per probe, its identity and whether it was identified."""
+    rows = [(feature, "1nn-cosine", "one-view", identity, 0.0, bool(c))
+            for identity, correct in correct_by_identity.items() for c in correct]
+    return pd.DataFrame(rows, columns=["feature", "classifier", "protocol", "identity", "azimuth",
+                                       "correct"])
+
+
+def test_bootstrap_interval_over_identities_known_answers():
+    keys = ["feature", "classifier", "protocol"]
+    # every probe right: every resample is right, [1, 1]; every probe wrong: [0, 0]
+    right = rec.identity_intervals(_probes({i: [True] * 3 for i in range(5)}), keys)
+    assert (right["low"].item(), right["high"].item()) == (1.0, 1.0)
+    wrong = rec.identity_intervals(_probes({i: [False] * 3 for i in range(5)}), keys)
+    assert (wrong["low"].item(), wrong["high"].item()) == (0.0, 0.0)
+    # two identities, one always right, one always wrong: a resample draws both (accuracy 0.5)
+    # with probability 1/2, one of them twice (0 or 1) with 1/4 each: the 95% interval is [0, 1]
+    half = _probes({1: [True] * 4, 2: [False] * 4})
+    out = rec.identity_intervals(half, keys, resamples=2000)
+    assert (out["low"].item(), out["high"].item()) == (0.0, 1.0)
+    # identities are the unit: 10 identities, each with 20 probes all right or all wrong, give a
+    # far wider interval than 200 independent probes would (binomial: about +-0.07)
+    clustered = _probes({i: [i % 2 == 0] * 20 for i in range(10)})
+    out = rec.identity_intervals(clustered, keys).iloc[0]
+    assert out["high"] - out["low"] > 0.4
+    # a fixed seed gives identical intervals; another seed other draws
+    again = rec.identity_intervals(clustered, keys).iloc[0]
+    assert (again["low"], again["high"]) == (out["low"], out["high"])
+    ids, weights = rec.identity_weights(clustered["identity"], 100, random_state=0)
+    assert list(ids) == list(range(10)) and (weights.sum(axis=1) == 10).all()
+    assert not np.array_equal(weights, rec.identity_weights(clustered["identity"], 100, 1)[1])
+    # no resamples: no interval
+    none = rec.identity_intervals(clustered, keys, resamples=0)
+    assert none[["low", "high"]].isna().all(axis=None)
+    with pytest.raises(DcignError, match="resamples"):
+        rec.identity_intervals(clustered, keys, resamples=-1)
+
+
+def test_summary_and_comparison_carry_the_intervals():
+    pred = pd.concat([_probes({i: [True, True] for i in range(6)}, "oracle"),
+                      _probes({i: [i < 3, False] for i in range(6)}, "half")],
+                     ignore_index=True).assign(azimuth=90.0)
+    pred["probe"] = np.tile(np.arange(12), 2)
+    summary = rec.summary_table(pred, resamples=500)
+    assert list(summary.columns) == ["feature", "classifier", "protocol", "accuracy",
+                                     "accuracy_low", "accuracy_high", "n", "accuracy_large_pose",
+                                     "accuracy_large_pose_low", "accuracy_large_pose_high",
+                                     "n_large_pose", "resamples"]
+    oracle, half = summary.iloc[0], summary.iloc[1]
+    assert (oracle["accuracy_low"], oracle["accuracy_high"]) == (1.0, 1.0)
+    assert half["accuracy"] == 0.25 and half["accuracy_low"] < 0.25 < half["accuracy_high"]
+    # all probes are at |azimuth| 90: the large-pose interval is the overall one
+    assert half["accuracy_large_pose_low"] == half["accuracy_low"]
+    comparison = rec.pose_comparison(pred, "oracle", resamples=500)
+    row = comparison.iloc[0]
+    assert row["difference"] == 0.75
+    # paired on the same resamples: oracle's 1 minus half's interval
+    assert row["difference_low"] == pytest.approx(1 - half["accuracy_high"])
+    assert row["difference_high"] == pytest.approx(1 - half["accuracy_low"])
+
+
+def test_weighted_auc_and_eer_count_a_weight_as_copies():
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        n = int(rng.integers(4, 40))
+        same = rng.random(n) < 0.5
+        same[:2] = [True, False]
+        similarity = np.round(rng.normal(size=n) + same, 1)  # ties included
+        weights = rng.integers(0, 3, n)
+        weights[:2] = 1
+        copies = np.repeat(np.arange(n), weights)
+        auc, eer = rec.weighted_auc_eer(same, similarity, np.stack([np.ones(n), weights]))
+        assert (auc[0], eer[0]) == pytest.approx(rec._roc_auc_eer(same, similarity))
+        assert (auc[1], eer[1]) == pytest.approx(rec._roc_auc_eer(same[copies],
+                                                                  similarity[copies]))
+    # a weight row without a different pair: undefined
+    auc, eer = rec.weighted_auc_eer([True, False], [0.9, 0.1], [[1.0, 0.0]])
+    assert np.isnan(auc[0]) and np.isnan(eer[0])
 
 
 def test_equal_error_rate_on_hand_made_curves():
@@ -161,8 +244,13 @@ def test_run_recognition_writes_outputs_and_is_reproducible(tmp_path):
     first = rec.run_recognition(out=tmp_path / "a", **kw)
     csv = pd.read_csv(tmp_path / "a" / "recognition.csv")
     for col in ("feature", "classifier", "protocol", "abs_azimuth", "elevation", "light",
-                "accuracy", "n"):
+                "accuracy", "accuracy_low", "accuracy_high", "n", "resamples"):
         assert col in csv.columns
+    verification = pd.read_csv(tmp_path / "a" / "verification_summary.csv")
+    assert list(verification.columns[2:8]) == ["auc", "auc_low", "auc_high", "eer", "eer_low",
+                                               "eer_high"]
+    assert (verification["auc_low"] <= verification["auc_high"]).all()
+    assert first.params["interval"]["resamples"] == 1000
     assert set(csv["feature"]) == {"pca", "pixels"}
     for name in ("summary.csv", "verification.csv", "verification_summary.csv",
                  "comparison.csv", "run.json", "accuracy_vs_azimuth.png",
@@ -175,6 +263,7 @@ def test_run_recognition_writes_outputs_and_is_reproducible(tmp_path):
     fresh = rec.run_recognition(out=None, **kw)
     pd.testing.assert_frame_equal(first.accuracy, fresh.accuracy)
     pd.testing.assert_frame_equal(first.verification, fresh.verification)
+    pd.testing.assert_frame_equal(first.summary, fresh.summary)  # the intervals too
     # Pixels recognise a frontal probe with the reference's pose better than chance.
     frontal = first.predictions[(first.predictions["azimuth"] == 0)
                                 & (first.predictions["protocol"] == "one-view")]

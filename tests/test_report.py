@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 
 from dcign_eval import report as rp
+from dcign_eval.report.sections import metrics as metrics_section
 from trainer.errors import DcignError
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -119,8 +120,35 @@ def test_headline_says_what_the_metrics_say_of_a_failing_tiny_model(demo):
     assert headline.startswith("On held-out faces the DC-IGN does not yet show the paper&#39;s "
                                "result") and "below 0.9" in headline
     metrics = pd.read_csv(folder / "tables" / "metrics.csv")
-    rho = metrics[(metrics.model == "dcign") & (metrics.metric == "spearman_azimuth")].value
-    assert f"azimuth {rho.iloc[0]:.2f} (baseline " in headline
+    rho = metrics[(metrics.model == "dcign") & (metrics.metric == "spearman_azimuth")].iloc[0]
+    # with its bootstrap interval over the grid's identities
+    assert rho["interval"] == "bootstrap over the grid's 2 identities"
+    assert f"azimuth {rho['value']:.2f} ± {(rho['high'] - rho['low']) / 2:.2f} (baseline " \
+        in headline
+    assert "± is half a 95% interval" in headline
+
+
+def test_metrics_and_recognition_show_intervals_and_say_how(demo):
+    texts = {k: " ".join(v.split()) for k, v in
+             _section_texts(demo["result"].report.read_text()).items()}
+    metrics = pd.read_csv(demo["result"].report.parent / "tables" / "metrics.csv")
+    # the tiny preset draws MIG and IRS over 2 seeds, the rest once
+    seeds = metrics.set_index(["model", "metric"])["seeds"]
+    assert seeds["dcign", "mig"] == 2 and seeds["dcign", "sap"] == 1
+    mig = metrics[(metrics.model == "dcign") & (metrics.metric == "mig")].iloc[0]
+    assert mig["low"] <= mig["value"] <= mig["high"]
+    shown = f"{mig['value']:.3f} ± {(mig['high'] - mig['low']) / 2:.3f}"
+    assert re.search(rf"MIG higher {re.escape(shown)} ", texts["metrics"])
+    assert "when their intervals do not overlap" in texts["metrics"]
+    assert "not tested (one seed)" in texts["metrics"]  # SAP, drawn once
+    summary = pd.read_csv(demo["result"].report.parent / "recognition" / "summary.csv")
+    row = summary.iloc[0]
+    assert row["resamples"] == 200
+    assert f"{row['accuracy']:.3f} ± {(row['accuracy_high'] - row['accuracy_low']) / 2:.3f}" \
+        in texts["recognition"]
+    assert "resampled with replacement (200 resamples)" in texts["recognition"]
+    assert "paired McNemar test" in texts["recognition"]
+    assert "difference's interval" in texts["recognition"]
 
 
 def test_card_names_the_pretrained_latents_behind_the_named_ones(demo):
@@ -160,7 +188,7 @@ def test_existing_report_is_replaced_and_other_folders_refused(demo, tmp_path):
 def test_cli_report_of_one_model(demo, tmp_path, monkeypatch, capsys):
     from dcign_eval import cli
 
-    monkeypatch.setitem(rp.PRESETS, "quick", rp.PRESETS["tiny"])  # the CLI's default preset
+    monkeypatch.setitem(rp.PRESETS, "standard", rp.PRESETS["tiny"])  # the CLI's default
     monkeypatch.setenv("DCIGN_EVAL_CACHE", str(demo["kwargs"]["cache_dir"]))
     out = tmp_path / "report"
     monkeypatch.setattr(sys, "argv", [
@@ -206,24 +234,78 @@ def test_scatter_of_a_perfect_code_has_rho_one():
     assert len(fig.axes) == 3
 
 
+def _tidy(rows):
+    return pd.DataFrame(rows, columns=["model", "metric", "value", "low", "high", "seeds",
+                                       "seconds"]).assign(
+        interval=lambda d: d["seeds"].map(metrics_section.interval_label))
+
+
 def test_metrics_comparison_puts_models_side_by_side():
-    df = pd.DataFrame({"model": ["a", "a", "a", "b", "b", "b"],
-                       "metric": ["mig", "neuron_light", "intrinsic_invariance"] * 2,
-                       "value": [0.5, 2.0, 0.2, 0.1, 7.0, 0.9],
-                       "seconds": [1.0, np.nan, 0.5, 2.0, np.nan, 0.25]})
+    df = _tidy([("a", "mig", 0.5, 0.5, 0.5, 1, 1.0), ("a", "neuron_light", 2, 2, 2, 1, np.nan),
+                ("a", "intrinsic_invariance", 0.2, 0.2, 0.2, 1, 0.5),
+                ("b", "mig", 0.1, 0.1, 0.1, 1, 2.0), ("b", "neuron_light", 7, 7, 7, 1, np.nan),
+                ("b", "intrinsic_invariance", 0.9, 0.9, 0.9, 1, 0.25)])
     table = rp.metrics_comparison(df)
     assert table["metric"].tolist() == ["mig", "intrinsic_invariance"]
     assert table["better"].tolist() == ["higher", "lower"]
-    assert table["a"].tolist() == [0.5, 0.2] and table["seconds: b"].tolist() == [2.0, 0.25]
+    # one seed: the value alone, and no test of the difference
+    assert table["a"].tolist() == ["0.500", "0.200"] and table["seconds: b"].tolist() == [2.0, 0.25]
+    assert table["a vs b"].tolist() == ["not tested (one seed)"] * 2
+
+
+def test_metrics_comparison_marks_differences_by_overlapping_intervals():
+    ceiling = metrics_section.CEILING
+    df = _tidy([("a", "mig", 0.50, 0.45, 0.55, 5, 1.0), ("a", "irs", 0.70, 0.60, 0.80, 5, 1.0),
+                ("a", "r2_light", 0.9, 0.9, 0.9, 5, 1.0), ("a", "sap", 0.3, 0.3, 0.3, 1, 1.0),
+                ("b", "mig", 0.10, 0.05, 0.15, 5, 1.0), ("b", "irs", 0.65, 0.55, 0.75, 5, 1.0),
+                ("b", "r2_light", 0.5, 0.5, 0.5, 5, 1.0), ("b", "sap", 0.1, 0.1, 0.1, 1, 1.0),
+                ("c", "mig", 0.20, 0.18, 0.22, 5, 1.0), ("c", "irs", 0.1, 0.08, 0.12, 5, 1.0),
+                ("c", "r2_light", 0.9, 0.9, 0.9, 5, 1.0), ("c", "sap", 0.2, 0.2, 0.2, 1, 1.0),
+                (ceiling, "mig", 0.9, 0.8, 1.0, 5, 0.1), (ceiling, "irs", 1, 1, 1, 5, 0.1),
+                (ceiling, "r2_light", 1, 1, 1, 5, 0.1), (ceiling, "sap", 0.9, 0.9, 0.9, 1, 0.1)])
+    table = rp.metrics_comparison(df).set_index("metric")
+    assert table.loc["mig", "a"] == "0.500 ± 0.050" and table.loc["sap", "a"] == "0.300"
+    assert table.loc["mig", ceiling] == "0.900 ± 0.100"
+    # every other model against the first; the reference codes are not compared
+    assert [c for c in table.columns if " vs " in c] == ["a vs b", "a vs c"]
+    assert table["a vs b"].to_dict() == {"mig": "significant", "irs": "not significant",
+                                         "r2_light": "not tested (no spread)",
+                                         "sap": "not tested (one seed)"}
+    assert table.loc["irs", "a vs c"] == "significant"
+    # a bootstrap interval counts as an interval though the seeds are one
+    boot = df.assign(seeds=1, interval="bootstrap over the grid's 10 identities")
+    assert rp.metrics_comparison(boot).set_index("metric").loc["mig", "a vs b"] == "significant"
+
+
+def test_a_difference_is_established_by_the_bootstrap_only_when_its_interval_excludes_zero():
+    from dcign_eval.report.sections.recognition import bootstrap_mark
+
+    assert bootstrap_mark(0.01, 0.2) == "excludes 0" and bootstrap_mark(-0.2, -0.01) == "excludes 0"
+    # McNemar may call this one significant: probes of a few identities carry it
+    assert bootstrap_mark(-0.03, 0.14) == "includes 0"
+    assert bootstrap_mark(0.0, 0.1) == "includes 0"
+    assert bootstrap_mark(np.nan, np.nan) == ""
+
+
+def test_card_training_loss_is_a_mean_with_its_interval():
+    from dcign_eval.report.sections.cards import tail_mean
+
+    # two batches: mean 11, sd sqrt(2), t(0.975, 1) = 12.706
+    assert tail_mean(pd.Series([10.0, 12.0])) == \
+        "11.0 ± 12.7 (mean of the last 2 training batches)"
+    assert tail_mean(pd.Series([10.0])) == "10.0 (one training batch)"
 
 
 def test_recognition_accuracy_is_a_feature_by_classifier_table():
     summary = pd.DataFrame({"feature": ["x", "x", "y", "y"], "classifier": ["knn"] * 4,
                             "protocol": ["one-view", "several-views"] * 2,
-                            "accuracy": [0.1, 0.2, 0.3, 0.4]})
+                            "accuracy": [0.1, 0.2, 0.3, 0.4],
+                            "accuracy_low": [0.0, 0.1, np.nan, 0.3],
+                            "accuracy_high": [0.3, 0.3, np.nan, 0.6]})
     wide = rp.recognition_accuracy(summary)
     assert wide.columns.tolist() == ["feature", "knn, one-view", "knn, several-views"]
-    assert wide["knn, several-views"].tolist() == [0.2, 0.4]
+    assert wide["knn, one-view"].tolist() == ["0.100 ± 0.150", "0.300"]  # no interval: alone
+    assert wide["knn, several-views"].tolist() == ["0.200 ± 0.100", "0.400 ± 0.150"]
 
 
 # -- in a real browser -----------------------------------------------------------------------------

@@ -82,7 +82,7 @@ def describe(model: Model) -> str:
 
 
 def build_report(models: Sequence = DEFAULT_MODELS, out: str | os.PathLike = "reports/latest",
-                 seed: int = 0, settings: ReportSettings | str = "quick", *,
+                 seed: int = 0, settings: ReportSettings | str = "standard", *,
                  grid_dir: str | os.PathLike = "data",
                  cache_dir: str | os.PathLike | None = None,
                  recognition_cache: str | os.PathLike | None = "out/recognition/cache",
@@ -96,7 +96,7 @@ def build_report(models: Sequence = DEFAULT_MODELS, out: str | os.PathLike = "re
         out: the report folder; an existing report there is replaced once the new one is
             complete; any other non-empty folder is refused.
         seed: seeds every random choice of the analyses.
-        settings: a :class:`ReportSettings` or a preset name (quick, full, tiny).
+        settings: a :class:`ReportSettings` or a preset name (standard, quick, full, tiny).
         grid_dir: where the metrics' evaluation grid is rendered once and reused (as
             ``dcign-eval metrics --grid-dir``).
         cache_dir: the cache of encoded codes and the report's result caches (metrics,

@@ -21,7 +21,7 @@ from trainer.errors import DcignError
 from trainer.io import atomic_write_bytes, check_writable_dir, owned_temp_dir
 
 REPORT_FORMAT = "dcign-report"
-REPORT_VERSION = 2
+REPORT_VERSION = 3
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 TEMPLATE = "report.html.j2"
 

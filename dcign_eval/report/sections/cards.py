@@ -11,6 +11,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from dcign_eval.intervals import format_interval
+from dcign_eval.metrics.suite import seed_intervals
 from dcign_eval.models import LoadedModel
 from dcign_eval.protocol import Model
 from dcign_eval.report.page import Section, figure_link, html_table, read_json, table_link
@@ -64,6 +66,19 @@ def outside_card(m: Model) -> dict[str, str]:
             "latent layout": layout,
             "decodes": "yes" if m.has_decode else "no (no reconstructions or traversals)",
             "fingerprint (its codes of a fixed probe batch)": m.fingerprint[:16]}
+
+
+def tail_mean(values: pd.Series) -> str:
+    """The mean of the last training batches' losses ± half its Student-t 95% interval
+    (:func:`dcign_eval.metrics.suite.seed_intervals`, the batches as draws), and how many."""
+    row = seed_intervals(pd.DataFrame({"model": "", "metric": "neg_elbo",
+                                       "value": values.to_numpy(np.float64),
+                                       "seconds": 0.0})).iloc[0]
+    n = len(values)
+    if n < 2:
+        return f"{format_interval(row['value'], digits=1)} (one training batch)"
+    return (f"{format_interval(row['value'], row['low'], row['high'], digits=1)} (mean of the "
+            f"last {n} training batches)")
 
 
 def model_card(m: Model) -> dict[str, str]:
@@ -134,9 +149,10 @@ def model_card(m: Model) -> dict[str, str]:
         te = history[history["split"] == "test"]
         if len(tr):
             tail = tr.tail(max(1, len(tr) // 100))
-            card["final train neg-ELBO (per image)"] = f"{tail['neg_elbo'].mean():.1f}"
+            card["final train neg-ELBO (per image)"] = tail_mean(tail["neg_elbo"])
         if len(te):
-            card["final test neg-ELBO (per image)"] = f"{te['neg_elbo'].iloc[-1]:.1f}"
+            card["final test neg-ELBO (per image)"] = (f"{te['neg_elbo'].iloc[-1]:.1f} "
+                                                        "(one evaluation)")
         card["training time" + (", all stages" if lineage is not None
                                 and len(lineage.stages) > 1 else "")] = _duration(
             float(history["seconds"].max()))

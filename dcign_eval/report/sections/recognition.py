@@ -1,6 +1,10 @@
 """Section 6, invariant face recognition: the feature sets of every model (its intrinsic block
 and its full code) beside PCA of pixels and pixels; identification, verification, and the first
-model's intrinsic block against each other feature at large pose changes."""
+model's intrinsic block against each other feature at large pose changes.
+
+Every figure is shown value ± half its 95% bootstrap interval over the held-out identities
+(:mod:`dcign_eval.recognition`); differences between feature sets are judged by the paired
+McNemar test on the same probes."""
 
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ from typing import Sequence
 import pandas as pd
 
 from dcign_eval import __version__
+from dcign_eval.intervals import LEVEL, format_interval
 from dcign_eval.protocol import Model
 from dcign_eval.recognition import ProbeGrid, run_recognition
-from dcign_eval.report.page import REPORT_VERSION, Section, html_table, read_json
+from dcign_eval.report.page import REPORT_VERSION, HtmlTable, Section, html_table, read_json
 from dcign_eval.report.sections.metrics import cache_key
 from dcign_eval.report.settings import ReportSettings
 from trainer.io import atomic_write_json, default_mode
@@ -38,7 +43,8 @@ def section(models: Sequence[Model], root: Path, seed: int, settings: ReportSett
               "classifiers": list(settings.classifiers), "pca": [settings.pca_components,
                                                                   settings.pca_identities,
                                                                   settings.pca_images],
-              "size": size, "seed": seed, "version": REPORT_VERSION,
+              "size": size, "seed": seed, "resamples": settings.recognition_resamples,
+              "version": REPORT_VERSION,
               "package": __version__}
     cached_dir = results_cache / f"recognition-{cache_key(params)}"
     target = root / "recognition"
@@ -52,7 +58,7 @@ def section(models: Sequence[Model], root: Path, seed: int, settings: ReportSett
                                  pca_identities=settings.pca_identities,
                                  pca_images=settings.pca_images,
                                  cache_dir=recognition_cache, code_cache_dir=cache_dir,
-                                 random_state=seed)
+                                 random_state=seed, resamples=settings.recognition_resamples)
         # Labels, not this machine's paths: the folder may be committed.
         run = dict(result.params, files=None,
                    models={m.name: {"image size": m.image_size} for m in models})
@@ -79,23 +85,37 @@ def section(models: Sequence[Model], root: Path, seed: int, settings: ReportSett
     large = float(run.get("large_pose", 60))
     verification = pd.read_csv(target / "verification_summary.csv")
     verification["feature"] = verification["feature"].map(lambda f: rename.get(f, f))
-    verification = verification.rename(columns={"auc": "ROC AUC", "eer": "equal error rate",
-                                                "n_same": "same pairs",
-                                                "n_different": "different pairs"})
+    verification = pd.DataFrame({
+        "model": verification["model"].fillna(""), "feature": verification["feature"],
+        "ROC AUC": with_interval(verification, "auc"),
+        "equal error rate": with_interval(verification, "eer"),
+        "same pairs": verification["n_same"], "different pairs": verification["n_different"]})
     comparison = pd.read_csv(target / "comparison.csv")
     comparison["other"] = comparison["other"].map(lambda f: rename.get(f, f))
-    comparison = comparison.rename(columns={
-        "other": "other feature", "accuracy_reference": "reference accuracy",
-        "accuracy_other": "other accuracy", "only_reference": "only reference right",
-        "only_other": "only other right", "p_value": "p (McNemar)", "n": "probes"})
-    comparison = comparison.drop(columns=["reference", "difference"], errors="ignore")
+    comparison = pd.DataFrame({
+        "classifier": comparison["classifier"], "protocol": comparison["protocol"],
+        "other feature": comparison["other"],
+        "reference accuracy": comparison["accuracy_reference"],
+        "other accuracy": comparison["accuracy_other"],
+        "difference": with_interval(comparison, "difference"), "probes": comparison["n"],
+        "only reference right": comparison["only_reference"],
+        "only other right": comparison["only_other"], "p (McNemar)": comparison["p_value"],
+        "significant (p < 0.05)": comparison["verdict"].map(
+            lambda v: "no" if v == "no significant difference" else f"yes: {v}"),
+        "difference's interval": [bootstrap_mark(lo, hi) for lo, hi in
+                                  zip(comparison["difference_low"],
+                                      comparison["difference_high"])]})
+    resamples = int(run.get("interval", {}).get("resamples", 0))
     return Section({"recognition": {
             "reference": run.get("reference"),
-            "accuracy": html_table(recognition_accuracy(summary, "accuracy")),
-            "accuracy_large": html_table(recognition_accuracy(summary, "accuracy_large_pose")),
+            "accuracy": _right_aligned(html_table(recognition_accuracy(summary, "accuracy")),
+                                       1),
+            "accuracy_large": _right_aligned(html_table(recognition_accuracy(
+                summary, "accuracy_large_pose")), 1),
             "large_pose": large,
-            "verification": html_table(verification),
+            "verification": _right_aligned(html_table(verification), 2),
             "comparison": html_table(comparison, digits={"p (McNemar)": 3}),
+            "resamples": resamples, "level": f"{LEVEL:.0%}",
             "plots": [("recognition/accuracy_vs_azimuth.png",
                        "Identification accuracy against |azimuth| (distance from the frontal "
                        "gallery view)"),
@@ -106,12 +126,37 @@ def section(models: Sequence[Model], root: Path, seed: int, settings: ReportSett
             "params": run, "cached": cached, "csv": "recognition/summary.csv"}})
 
 
+def bootstrap_mark(low: float, high: float) -> str:
+    """Whether a difference's bootstrap interval over identities excludes 0 (empty without one).
+    McNemar counts probes as independent, which probes of one identity are not: where the
+    interval includes 0 and McNemar says significant, the test is the optimistic one."""
+    if pd.isna(low) or pd.isna(high):
+        return ""
+    return "excludes 0" if low > 0 or high < 0 else "includes 0"
+
+
+def _right_aligned(table: HtmlTable, first: int) -> HtmlTable:
+    """``table`` with its columns from ``first`` on aligned as numbers (value ± half-width)."""
+    table.numeric = [i >= first for i in range(len(table.columns))]
+    return table
+
+
+def with_interval(frame: pd.DataFrame, value: str, digits: int = 3) -> list[str]:
+    """Column ``value`` written value ± half its interval (``<value>_low``, ``<value>_high``),
+    or the value alone where there is none (no resamples)."""
+    low = frame.get(f"{value}_low", pd.Series(float("nan"), index=frame.index))
+    high = frame.get(f"{value}_high", pd.Series(float("nan"), index=frame.index))
+    return [format_interval(v, lo, hi, digits) for v, lo, hi in zip(frame[value], low, high)]
+
+
 def recognition_accuracy(summary: pd.DataFrame, value: str = "accuracy") -> pd.DataFrame:
     """Identification accuracy wide: a row per feature set, a column per (classifier, protocol),
-    from :func:`dcign_eval.recognition.summary_table`'s frame (``value``: ``accuracy`` or
+    each cell the accuracy ± half its 95% interval, from
+    :func:`dcign_eval.recognition.summary_table`'s frame (``value``: ``accuracy`` or
     ``accuracy_large_pose``)."""
-    frame = summary.assign(column=summary["classifier"] + ", " + summary["protocol"])
-    wide = frame.pivot(index="feature", columns="column", values=value)
+    frame = summary.assign(column=summary["classifier"] + ", " + summary["protocol"],
+                           shown=with_interval(summary, value))
+    wide = frame.pivot(index="feature", columns="column", values="shown")
     wide = wide.loc[list(dict.fromkeys(frame["feature"])), list(dict.fromkeys(frame["column"]))]
     wide.columns.name = None
     return wide.reset_index()
