@@ -5,7 +5,7 @@ analysis uses), like any outside model.
 
 Shipped models live in this package under ``models/<name>/`` as ordinary run directories
 (``dcign``: the monovariant DC-IGN; ``vae``: the entangled baseline; ``vae-pretrain``: the
-short VAE pretraining both models of the quick demo start from).
+VAE pretraining both models of the quick demo start from).
 """
 
 from __future__ import annotations

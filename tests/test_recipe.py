@@ -407,7 +407,7 @@ def test_a_stage_whose_encoder_does_not_fit_the_one_it_starts_from():
            "(12, 6)" in error_of(recipe_text("d", stages))
 
 
-# -- a stage that starts from a shipped model -------------------------------------------------------
+# -- a stage that starts from a shipped model ------------------------------------------------------
 
 @pytest.fixture
 def shipped(data, two_stages, tmp_path, monkeypatch) -> Path:
