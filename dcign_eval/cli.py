@@ -154,8 +154,8 @@ class DciEstimator(str, Enum):
     extra_trees = "extra-trees"
 
 
-MODEL_HELP = ("A run directory, a shipped model (dcign, vae), path/to/file.py:factory or "
-              "package.module:factory")
+MODEL_HELP = ("A run directory, a shipped model (dcign, vae, vae-pretrain), "
+              "path/to/file.py:factory or package.module:factory")
 
 
 @app.command("metrics")
