@@ -156,8 +156,8 @@ class DciEstimator(str, Enum):
     lasso = "lasso"
 
 
-MODEL_HELP = ("A run directory, a shipped model (dcign, vae), path/to/file.py:factory or "
-              "package.module:factory")
+MODEL_HELP = ("A run directory, a shipped model (dcign, vae, vae-pretrain), "
+              "path/to/file.py:factory or package.module:factory")
 
 
 @app.command("metrics")

@@ -4,7 +4,8 @@ one implementation of the model protocol (:mod:`dcign_eval.protocol`, whose ``lo
 analysis uses), like any outside model.
 
 Shipped models live in this package under ``models/<name>/`` as ordinary run directories
-(``dcign``: the monovariant DC-IGN; ``vae``: the entangled baseline).
+(``dcign``: the monovariant DC-IGN; ``vae``: the entangled baseline; ``vae-pretrain``: the
+VAE pretraining both models of the quick demo start from).
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.checkpoint import WEIGHTS, load_checkpoint, load_weights_into, resolve_run_dir
+from trainer.checkpoint import (SHIPPED_DIR, WEIGHTS, load_checkpoint, load_weights_into,
+                                resolve_run_dir)
 from trainer.errors import DcignError
 from trainer.model import DCIGN
 
-SHIPPED = ("dcign", "vae")
-SHIPPED_DIR = Path(__file__).resolve().parent / "models"
+SHIPPED = ("dcign", "vae", "vae-pretrain")
 
 
 @dataclass

@@ -5,12 +5,13 @@ Every profile trains recipes (``recipes/``, :mod:`trainer.recipe`); :data:`PROFI
 :func:`profile`:
 
 * ``quick`` -- at most about 15 minutes on a 2-core CPU: ``recipes/quick.toml`` (300
-  monovariant batches per type at 64x64; a short VAE pretraining, then the DC-IGN and the VAE
-  baseline at width 0.25 both from it, side by side, one process and one core each), then the
-  report's quick preset (what was measured to choose the recipe: docs/experiments.md).
+  monovariant batches per type at 64x64; the DC-IGN and the VAE baseline at width 0.25 both from
+  the shipped VAE pretraining ``vae-pretrain``, side by side, one process and one core each),
+  then the report's quick preset (what was measured to choose the recipe: docs/experiments.md).
 * ``full`` -- the shipped models rebuilt: ``recipes/dcign.toml`` and ``recipes/vae.toml`` side by
   side (hours on a CPU), then the report's full preset.
-* ``tiny`` -- seconds: the quick recipe at a tiny scale, the plumbing check the tests run.
+* ``tiny`` -- seconds: the quick recipe at a tiny scale (a few batches, a few steps from the
+  same shipped pretraining), the plumbing check the tests run.
 
 Training runs as ``python -m trainer --recipe`` subprocesses (the same entry point as
 ``dcign-eval train``), so each gets its own thread pool, and an interrupted demo resumes: the
@@ -80,8 +81,8 @@ TINY = Profile("tiny", _both("quick.toml"), data="monovariant-demo-tiny", report
                source="recipes/quick.toml at a tiny scale",
                overrides=("data.train_batches=3", "data.test_batches=1",
                           "data.train_identities=20", "data.test_identities=20", "data.step=10.0",
-                          "width=0.125", "latent_dim=12", "lr=0.002", "checkpoint_every=6",
-                          "val_every=0", "pretrain.steps=6", "vae.steps=6", "dcign.steps=8"))
+                          "lr=0.002", "checkpoint_every=6", "val_every=0", "vae.steps=6",
+                          "dcign.steps=8"))
 
 PROFILES = ("quick", "full", "tiny")
 

@@ -32,14 +32,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from trainer.checkpoint import (CONFIG, HISTORY, LINEAGE, LINEAGE_HISTORY, STATE, WEIGHTS,
-                                load_checkpoint, read_config, read_history, read_lineage,
+from dcign_eval.models import SHIPPED
+from trainer.checkpoint import (CONFIG, HISTORY, LINEAGE, LINEAGE_HISTORY, SHIPPED_DIR, STATE,
+                                WEIGHTS, load_checkpoint, read_config, read_history, read_lineage,
                                 read_state, resolve_run_dir)
 from trainer.errors import ArgumentParser, DcignError, run_main
 from trainer.model import describe_own_sizes
 from trainer.config import TrainConfig
 
-SHIPPED = Path(__file__).resolve().parents[1] / "dcign_eval" / "models"
+ROOT = Path(__file__).resolve().parents[1]
 FILES = (WEIGHTS, CONFIG, STATE, HISTORY)
 LINEAGE_FILES = (LINEAGE, LINEAGE_HISTORY)  # a run started from another (a recipe's stages)
 
@@ -143,6 +144,19 @@ def stage_table(stages: list[dict], figures: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
+def rebuild_stage(recipe: str, stage: str) -> str | None:
+    """``stage`` when it is a stage of the recipe file ``recipe`` other than its last (the card
+    then rebuilds it with ``--stage``); None otherwise, or when the file is not at hand."""
+    from trainer.recipe import load_recipe
+
+    path = ROOT / recipe
+    if not path.is_file():
+        return None
+    parsed = load_recipe(path)
+    names = [s.name for s in parsed.stages]
+    return stage if stage in names and stage != parsed.final else None
+
+
 def card(name: str, run: Path, metrics: pd.DataFrame | None, *, recipe: str | None = None,
          about: str = "", figures: str = "", limits: str = "",
          pretrain: list[Path] | tuple = (), stage_figures: pd.DataFrame | None = None) -> str:
@@ -167,10 +181,13 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, *, recipe: str | No
         layout = ", ".join(f"{k} {v}" for k, v in sorted(named.items(), key=lambda kv: kv[1]))
         kind = (f"A DC-IGN trained with monovariant batches: its latents are named ({layout}; "
                 f"intrinsic {len(named)}..{model['latent_dim'] - 1})")
-    else:
+    elif name == "vae":
         kind = ("An entangled VAE, the DC-IGN's baseline. It has no named latents: its figure for "
                 "a factor is its best single latent's (an optimistic choice for it), and for the "
                 "intrinsic block its whole code's")
+    else:
+        kind = ("An entangled VAE with no named latents: its figure for a factor is its best "
+                "single latent's, and for the intrinsic block its whole code's")
     megabytes = (run / WEIGHTS).stat().st_size / 1e6
     recipe = recipe or lineage.recipe_file or f"recipes/{name}.toml"
     hardware = ", ".join(dict.fromkeys(s["hardware"] for s in stages))
@@ -181,9 +198,14 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, *, recipe: str | No
     if about:
         lines += ["", about.strip()]
     plural = "s" if len(stages) > 1 else ""
-    lines += ["", "## How to rebuild it", "", "```",
-              f"dcign-eval train --recipe {recipe} --out runs/{name}", "```", "",
-              f"{len(stages)} stage{plural}, {steps:,} steps = {images:,} images, "
+    stage = rebuild_stage(recipe, stages[-1]["name"])
+    command = (f"dcign-eval train --recipe {recipe} --stage {stage} --out runs/{name}" if stage
+               else f"dcign-eval train --recipe {recipe} --out runs/{name}")
+    lines += ["", "## How to rebuild it", "", "```", command, "```", ""]
+    if stage:
+        lines += [f"It is the recipe's stage `{stage}` (the run `runs/{name}/{stage}`), not its "
+                  f"last.", ""]
+    lines += [f"{len(stages)} stage{plural}, {steps:,} steps = {images:,} images, "
               f"{seconds / 60:.0f} min on {hardware} (upper bounds when the machine was shared). "
               "Each stage starts from the one before unless it says otherwise.", "",
               "| stage | what | steps | min |", "|---|---|---|---|"]
@@ -206,6 +228,9 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, *, recipe: str | No
         values = dict(zip(rows.metric, rows.value))
         for metric, label in CARD_METRICS:
             if metric in values:
+                if not named and " vs " in label:  # a VAE's: its best single latent's
+                    label = label.replace(label.split(", ")[-1].split(" vs ")[0],
+                                          "best single latent")
                 lines.append(f"| {label} | {values[metric]:.3f} | `dcign-eval metrics` |")
     lines += [row for row in figures.strip().splitlines() if row.strip()]
     if stage_figures is not None:
@@ -235,7 +260,7 @@ def main() -> None:
     p = ArgumentParser(description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path)
-    p.add_argument("name", choices=("dcign", "vae"))
+    p.add_argument("name", choices=SHIPPED)
     p.add_argument("--metrics", type=Path, help="metrics.csv from `dcign-eval metrics`")
     p.add_argument("--recipe", help="the recipe that rebuilds it (default: the one that made "
                    "it, else recipes/NAME.toml)")
@@ -256,7 +281,7 @@ def main() -> None:
     stage_figures = read_tidy(args.stages) if args.stages else None
     args.run = resolve_run_dir(args.run)  # a recipe's output directory: its final stage
     load_checkpoint(args.run)  # refuse anything that is not a complete, valid run
-    dest = SHIPPED / args.name
+    dest = SHIPPED_DIR / args.name
     tmp = dest.with_name(dest.name + ".new")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -27,10 +27,11 @@ def test_tiny_demo_trains_both_models_and_writes_the_report(demo):
     for role, run in result.runs.items():
         state = json.loads((run / "state.json").read_text())
         assert state["step"] == steps[role] and state["status"] == "finished"
-    pretrain = result.runs["vae"].parent / "pretrain"
-    assert json.loads((pretrain / "state.json").read_text())["step"] == 6
-    assert dcign.config["train"]["init_from"] == str(pretrain)
-    assert vae.config["train"]["init_from"] == str(pretrain)
+    # both start from the shipped pretraining, which nothing retrains
+    from trainer.checkpoint import SHIPPED_DIR
+    assert not (result.runs["vae"].parent / "pretrain").exists()
+    assert dcign.config["train"]["init_from"] == str(SHIPPED_DIR / "vae-pretrain")
+    assert vae.config["train"]["init_from"] == str(SHIPPED_DIR / "vae-pretrain")
     assert set(result.seconds) == {"data", "training", "evaluation and report", "total"}
     assert any("training dcign" in line for line in demo["log"])
 
@@ -41,7 +42,7 @@ def test_demo_again_reuses_runs_and_report_caches(demo):
     lines: list[str] = []
     again = run_demo(TINY, demo["root"] / "out", data_root=demo["root"] / "data",
                      cache_dir=demo["root"] / "cache", log=lines.append)
-    assert sum("already trained" in line for line in lines) == 3  # pretraining, dcign, vae
+    assert sum("already trained" in line for line in lines) == 2  # dcign, vae
     page = again.report.read_text()
     assert "these values come from the report cache" in page  # metrics
     assert "Taken from the report cache." in page  # recognition
@@ -66,9 +67,9 @@ def test_profiles_train_the_shipped_recipes():
     assert Path(quick.recipes["dcign"]).name == "quick.toml"
     assert {k: Path(v).name for k, v in full.recipes.items()} == {"dcign": "dcign.toml",
                                                                    "vae": "vae.toml"}
-    # one recipe for both: the stages they share first, then one branch a model
+    # one recipe for both, each model a branch from the shipped pretraining: nothing first
     first, models, runs = recipe_jobs(quick, Path("o"), Path("d"))
-    assert [j.run for j in first] == [Path("o/pretrain")]
+    assert first == []
     assert [j.run for j in models] == [Path("o/dcign"), Path("o/vae")]
     assert runs == {"dcign": Path("o/dcign"), "vae": Path("o/vae")}
     assert models[0].argv[-2:] == ["--stage", "dcign"] and "--set=data=d" in models[0].argv

@@ -3,6 +3,7 @@ end to end in tests/test_report.py)."""
 
 from pathlib import Path
 
+from dcign_eval import load_model
 from dcign_eval.pipeline import QUICK, TINY
 from trainer.recipe import load_recipe
 
@@ -10,11 +11,13 @@ RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "quick.toml"
 DCIGN_CHOICES = ("code_width", "named_latents", "invariance_scale", "invariance_strength")
 
 
-def test_quick_recipe_branches_both_models_from_one_pretraining():
+def test_quick_recipe_branches_both_models_from_the_shipped_pretraining():
     recipe = load_recipe(RECIPE)  # the recipe runner's own parser and checks
-    assert [s.name for s in recipe.stages] == ["pretrain", "vae", "dcign"]
+    assert [s.name for s in recipe.stages] == ["vae", "dcign"]
     vae, dcign = recipe.stage("vae"), recipe.stage("dcign")
-    assert vae.start == dcign.start == "pretrain"
+    assert vae.start is None and dcign.start is None
+    assert vae.start_model == dcign.start_model == "vae-pretrain"
+    assert load_model("vae-pretrain").latent_names == {}  # installed, loads, entangled
     assert vae.options["mode"] == "vae" and dcign.options["mode"] == "monovariant"
     # both models continue from one pretraining for the same number of steps
     assert vae.options["steps"] == dcign.options["steps"]

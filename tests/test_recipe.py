@@ -98,7 +98,7 @@ def test_top_level_options_apply_where_they_mean_something():
     ("[[stage]]\nname = 'a'\nsteps = 2\n[[stage]]\nname = 'a'\nsteps = 2\n", TINY,
      "two stages of r.toml are named 'a'"),
     ("[[stage]]\nname = 'a'\nsteps = 2\n[[stage]]\nname = 'b'\ninit_from = 'c'\n", TINY,
-     "'c', which names no stage"),
+     "'c', which names no earlier stage nor shipped model"),
     ("[[stage]]\nname = 'a'\ninit_from = 'b'\n[[stage]]\nname = 'b'\nsteps = 2\n", TINY,
      "'b', a later stage"),
     ("[[stage]]\nname = 'a'\nmode = 'vae'\ninvariance_strength = 1.0\n", TINY,
@@ -122,6 +122,15 @@ def test_top_level_options_apply_where_they_mean_something():
 ])
 def test_each_recipe_error_is_one_line(stages, top, expected):
     assert expected in error_of(recipe_text("d", stages, top))
+
+
+def test_deviations_from_the_paper_are_the_recipes_own_lines():
+    text = recipe_text("d", TWO_STAGES, 'deviations = ["A pretraining.", "Width 0.125."]\n' + TINY)
+    assert parse_recipe(text, "r.toml").deviations == ("A pretraining.", "Width 0.125.")
+    assert parse_recipe(recipe_text("d", TWO_STAGES), "r.toml").deviations == ()
+    for bad in ('"A pretraining."', '[1, 2]', '[""]'):
+        assert "deviations in r.toml must be a list of sentences (strings), got" in \
+            error_of(recipe_text("d", TWO_STAGES, f"deviations = {bad}\n" + TINY))
 
 
 def test_bad_toml_and_missing_data():
@@ -416,3 +425,90 @@ def test_a_second_recipe_waits_for_the_data_another_one_renders(tmp_path, hold_l
     holder.wait()
     assert waited > 0.5
     assert sorted(p.name for p in data.iterdir()) == ["test", "train"]
+
+
+# -- a stage that starts from a shipped model ------------------------------------------------------
+
+@pytest.fixture
+def shipped(data, two_stages, tmp_path, monkeypatch) -> Path:
+    """A shipped-models folder holding one model, "tiny-pretrain" (TWO_STAGES' pretraining)."""
+    import shutil
+
+    import trainer.checkpoint as ckpt_io
+    folder = tmp_path / "models"
+    shutil.copytree(two_stages / "pretrain", folder / "tiny-pretrain",
+                    ignore=shutil.ignore_patterns("optimizer.pt", "rng.pt"))
+    monkeypatch.setattr(ckpt_io, "SHIPPED_DIR", folder)
+    return folder
+
+
+FROM_SHIPPED = """
+[[stage]]
+name = "vae"
+mode = "vae"
+steps = 3
+init_from = "tiny-pretrain"
+
+[[stage]]
+name = "dcign"
+steps = 4
+init_from = "tiny-pretrain"
+"""
+
+
+def test_init_from_names_a_shipped_model(data, shipped, two_stages, tmp_path):
+    r = parse_recipe(recipe_text(data, FROM_SHIPPED), "q.toml")
+    assert [(s.start, s.start_model) for s in r.stages] == [(None, "tiny-pretrain")] * 2
+    assert r.stage("dcign").config("OUT", r).init_from == str(shipped / "tiny-pretrain")
+    assert "dcign: monovariant, 4 steps, from the shipped model tiny-pretrain" in \
+        "\n".join(r.describe())
+    assert [s.name for s in r.lineage_of("dcign")] == ["dcign"]  # nothing of the recipe before
+    out = tmp_path / "out"
+    assert run_recipe(r, out, log=lambda line: None).status == "finished"
+    # each model continues the shipped weights exactly as `--init-from` the folder does by hand
+    by_hand = dict(data=str(data), width=0.125, checkpoint_every=2, val_every=2, val_batches=2,
+                   verify_data=False, quiet=True, init_from=str(shipped / "tiny-pretrain"))
+    train(TrainConfig(**by_hand, out=str(tmp_path / "dcign"), steps=4, invariance_strength=10))
+    assert_same_weights(out / "dcign", tmp_path / "dcign")
+    lineage = read_lineage(out / "vae")
+    assert [(s["name"], s["steps"]) for s in lineage.stages] == [("pretrain", 4), ("vae", 3)]
+    assert json.loads((out / "recipe.json").read_text())["stages"][1]["start_model"] == \
+        "tiny-pretrain"
+    # the same command again: both finished, nothing retrains
+    assert run_recipe(r, out, log=lambda line: None).status == "finished"
+
+
+@pytest.mark.parametrize("stages,expected", [
+    (FROM_SHIPPED.replace('"tiny-pretrain"\n\n', '"tiny-pretrained"\n\n'),
+     "stage 'vae' of r.toml starts from 'tiny-pretrained', which names no earlier stage nor "
+     "shipped model (stages: vae; shipped models: tiny-pretrain)"),
+    (FROM_SHIPPED.replace("steps = 4\n", "steps = 4\ninit_step = 2\n"),
+     "sets init_step, but it starts from the shipped model 'tiny-pretrain', which keeps its last "
+     "step only"),
+    (FROM_SHIPPED.replace("steps = 4\n", "steps = 4\nwidth = 0.25\n"),
+     "stage 'dcign' of r.toml has encoder_channels (24, 12) but starts from the shipped model "
+     "'tiny-pretrain', which has (12, 6)"),
+    (FROM_SHIPPED.replace('"tiny-pretrain"\n\n', '3\n\n'),
+     "init_from must be a stage's or a shipped model's name, got 3"),
+])
+def test_a_bad_shipped_start_is_one_line(shipped, stages, expected):
+    assert expected in error_of(recipe_text("d", stages))
+
+
+def test_a_stage_name_wins_over_a_shipped_model_of_that_name(shipped):
+    stages = "[[stage]]\nname = 'tiny-pretrain'\nmode = 'vae'\nsteps = 2\n" \
+             "[[stage]]\nname = 'b'\ninit_from = 'tiny-pretrain'\n"
+    r = parse_recipe(recipe_text("d", stages), "r.toml")
+    assert (r.stage("b").start, r.stage("b").start_model) == ("tiny-pretrain", None)
+
+
+def test_an_unknown_shipped_start_on_the_command_line_is_one_line_exit_2(tmp_path):
+    (tmp_path / "r.toml").write_text("data = 'd'\n[[stage]]\nname = 'a'\nmode = 'vae'\n"
+                                     "init_from = 'no-such-model'\n")
+    proc = subprocess.run([sys.executable, "-m", "trainer", "--recipe", str(tmp_path / "r.toml"),
+                           "--out", str(tmp_path / "o")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
+    assert "'no-such-model', which names no earlier stage nor shipped model" in proc.stderr
+    assert not (tmp_path / "o").exists()

@@ -116,7 +116,8 @@ def test_headline_says_what_the_metrics_say_of_a_failing_tiny_model(demo):
     folder = demo["result"].report.parent
     page = (folder / "index.html").read_text()
     headline = re.search(r'<p class="headline"><strong>(.*?)</strong></p>', page, re.S).group(1)
-    # a DC-IGN trained for 8 steps orders nothing: the first sentence must say so, with its figures
+    # 8 monovariant steps from the pretraining order nothing well enough: the first sentence
+    # must say so, with its figures
     assert headline.startswith("On held-out faces the DC-IGN does not yet show the paper&#39;s "
                                "result") and "below 0.9" in headline
     metrics = pd.read_csv(folder / "tables" / "metrics.csv")
@@ -151,12 +152,25 @@ def test_metrics_and_recognition_show_intervals_and_say_how(demo):
     assert "difference's interval" in texts["recognition"]
 
 
+def test_page_says_where_both_models_started_and_the_recipes_deviations(demo):
+    from trainer.recipe import load_recipe
+
+    page = (demo["result"].report.parent / "index.html").read_text()
+    header = page[:page.index("<nav>")]
+    assert "Trained by <code>quick.toml</code>: dcign: 8 monovariant steps from the shipped " \
+           "model vae-pretrain (6,000 vae steps); vae: 6 vae steps from the shipped model " \
+           "vae-pretrain (6,000 vae steps)." in header
+    deviations = load_recipe(Path(demo["result"].profile.recipes["dcign"])).deviations
+    assert deviations and header.count("<li>") == len(deviations)
+    assert "shipped with the package (vae-pretrain" in header
+
+
 def test_card_names_the_pretrained_latents_behind_the_named_ones(demo):
     from dcign_eval import load_model
 
     # the tiny profile trains the quick recipe: its DC-IGN takes named latents "by order"
     card = rp.model_card(load_model(demo["result"].runs["dcign"]))
-    assert card["latent layout"] == "azimuth = z0, elevation = z1, light = z2; intrinsic = z3..z11"
+    assert card["latent layout"] == "azimuth = z0, elevation = z1, light = z2; intrinsic = z3..z199"
     assert re.fullmatch(r"azimuth = its z\d+, elevation = its z\d+, light = its z\d+ \(by order; "
                         r"renumbered, the same function\)",
                         card["named latents from the pretraining"])

@@ -72,6 +72,9 @@ CONFIG_KEYS = {"format", "format_version", "model", "train", "latent_layout", "d
 DATA_KEYS = {"path": str, "image_size": int, "train_checksum": str, "test_checksum": str,
              "train_images": int, "test_images": int}  # config.json's "data" section
 _TMP_PREFIX, _TMP_SUFFIX = ".checkpoint-", ".tmp"  # a checkpoint being written
+#: the shipped models: run directories installed with the package (dcign_eval/models/<name>/).
+#: The trainer reads them as runs to start from (a recipe's init_from) and imports nothing above.
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "dcign_eval" / "models"
 
 
 @dataclass
@@ -349,6 +352,13 @@ def resolve_run_dir(path: str | os.PathLike) -> Path:
                               f"{record.get('recipe_file') or 'FILE'} --out {path}` again to "
                               f"finish it, or load one stage's run directory")
     return final
+
+
+def shipped_models() -> list[str]:
+    """The names of the shipped models installed (each a run directory under SHIPPED_DIR)."""
+    if not SHIPPED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / WEIGHTS).is_file())
 
 
 def stage_dir(root: str | os.PathLike, stage: str, step: int | None = None) -> Path:

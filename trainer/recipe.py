@@ -9,6 +9,7 @@ uninterrupted run. ``DIR`` itself loads as the last stage's model (``load_model(
 
 The format (docs/training.md has the whole of it)::
 
+    deviations = ["..."]      # optional: how the recipe departs from the paper, one line each
     width = 0.25              # top level: training options (TrainConfig keys) for every stage
     seed = 0                  # where they mean something (a monovariant-only option skips the
     invariance_strength = 100 # vae stages)
@@ -28,9 +29,14 @@ The format (docs/training.md has the whole of it)::
     init_from = "pretrain"    # optional: start from another earlier stage instead,
     init_step = 4000          # optionally at an earlier step of it (kept as DIR/pretrain@4000)
 
+``init_from`` may also name a shipped model (``dcign_eval/models/<name>/``, e.g.
+``"vae-pretrain"``) when no earlier stage has that name: the stage starts from its weights, as
+the first stage of its own lineage would.
+
 Every mistake -- an unknown key, an unknown or duplicate stage name, an ``init_from`` that is
-missing or later in the file, an option a stage's mode would ignore, bad TOML, a stage already
-trained with other options -- raises :class:`~trainer.errors.DcignError` before anything trains.
+missing, later in the file or neither a stage nor a shipped model, an option a stage's mode would
+ignore, bad TOML, a stage already trained with other options -- raises
+:class:`~trainer.errors.DcignError` before anything trains.
 
 The final run records its whole lineage (the recipe's text, every stage it descends from); see
 :func:`trainer.checkpoint.read_lineage`.
@@ -85,17 +91,19 @@ class Stage:
     """One stage: its name, the training options it gets, and what it starts from.
 
     ``start``: the stage whose weights it starts from (None: from scratch); ``start_step``: the
-    step of ``start`` (None: its last).
+    step of ``start`` (None: its last); ``start_model``: instead of a stage, the shipped model
+    it starts from (its name).
     """
 
     name: str
     options: dict
     start: str | None = None
     start_step: int | None = None
+    start_model: str | None = None
 
     def config(self, root: str | Path, recipe: "Recipe") -> TrainConfig:
         """Its TrainConfig for the recipe's output directory ``root``."""
-        init_from = ""
+        init_from = str(ckpt_io.SHIPPED_DIR / self.start_model) if self.start_model else ""
         if self.start is not None:
             full = recipe.stage(self.start).options.get("steps", TrainConfig.steps)
             step = None if self.start_step in (None, full) else self.start_step
@@ -113,6 +121,7 @@ class Recipe:
     stages: list[Stage]
     data: dict | None = None  # the [data] table, with its defaults filled in
     overrides: tuple[str, ...] = ()
+    deviations: tuple[str, ...] = ()  # how it departs from the paper (the report lists them)
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
@@ -153,7 +162,8 @@ class Recipe:
         lines = []
         for i, s in enumerate(self.stages, 1):
             o = s.options
-            start = ("from scratch" if s.start is None else
+            start = (f"from the shipped model {s.start_model}" if s.start_model else
+                     "from scratch" if s.start is None else
                      f"from {s.start}" + (f" at step {s.start_step:,}" if s.start_step else ""))
             own = ", ".join(f"{k} {_show(v)}" for k, v in o.items()
                             if k not in ("mode", "steps", "data", "quiet")
@@ -203,7 +213,7 @@ def parse_recipe(text: str, source: str = "the recipe",
     # the top level: options for every stage, [data], [[stage]]
     top = {}
     for key, value in raw.items():
-        if key in ("stage", "data"):
+        if key in ("stage", "data", "deviations"):
             continue
         if key in RUNNER_KEYS:
             raise DcignError(f"{key!r} at the top level of {source}: "
@@ -212,7 +222,7 @@ def parse_recipe(text: str, source: str = "the recipe",
                                 "the runner sets it (--out DIR on the command line)"))
         name = RENAMED.get(key, key)
         if name not in known_options:
-            raise unknown(key, "at the top level", known_options + ["data", "stage"])
+            raise unknown(key, "at the top level", known_options + ["data", "stage", "deviations"])
         top[key] = value
     top = _options(top, f"the top level of {source}")
 
@@ -265,23 +275,30 @@ def parse_recipe(text: str, source: str = "the recipe",
                              f"(it applies to {' and '.join(mode_of(ignored[0]))} training only)")
         options = {**{k: v for k, v in top.items() if mode in mode_of(k)}, **own}
 
-        start, start_step = (stages[-1].name if stages else None), None
+        start, start_step, start_model = (stages[-1].name if stages else None), None, None
         if "init_from" in table:
             start = table["init_from"]
             names = [s.name for s in stages]
             if not isinstance(start, str):
-                raise DcignError(f"{where} of {source}: init_from must be a stage's name, "
-                                 f"got {start!r}")
-            if start not in names:
-                later = any(t.get("name") == start for t in tables)
+                raise DcignError(f"{where} of {source}: init_from must be a stage's or a shipped "
+                                 f"model's name, got {start!r}")
+            later = start == name or any(t.get("name") == start for t in tables[i:])
+            if start not in names and not later and start in ckpt_io.shipped_models():
+                start, start_model = None, start
+            elif start not in names:
+                shipped = ", ".join(ckpt_io.shipped_models()) or "none installed"
                 raise DcignError(
                     f"{where} of {source} starts from {start!r}, "
-                    + ("a later stage; a stage starts from one before it" if later or start == name
-                       else f"which names no stage (stages: {', '.join(names + [name])})"))
+                    + ("a later stage; a stage starts from one before it" if later
+                       else f"which names no earlier stage nor shipped model (stages: "
+                            f"{', '.join(names + [name])}; shipped models: {shipped})"))
         if "init_step" in table:
             start_step = table["init_step"]
             if "init_from" not in table:
                 raise DcignError(f"{where} of {source} sets init_step without init_from")
+            if start_model is not None:
+                raise DcignError(f"{where} of {source} sets init_step, but it starts from the "
+                                 f"shipped model {start_model!r}, which keeps its last step only")
             if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 1:
                 raise DcignError(f"{where} of {source}: init_step must be a step >= 1, "
                                  f"got {start_step!r}")
@@ -290,16 +307,25 @@ def parse_recipe(text: str, source: str = "the recipe",
             if start_step > full:
                 raise DcignError(f"{where} of {source} starts from step {start_step:,} of "
                                  f"{start!r}, which trains {full:,} steps")
-        stages.append(Stage(name, options, start, start_step))
+        stages.append(Stage(name, options, start, start_step, start_model))
 
     unused = [k for k in top if k != "data" and not any(k in s.options for s in stages)]
     if unused:
         raise DcignError(f"{unused[0]} at the top level of {source} applies to no stage (it "
                          f"means something in {' and '.join(mode_of(unused[0]))} mode only)")
     recipe = Recipe(text=text, file=Path(source).name, stages=stages, data=data_table,
-                    overrides=tuple(overrides))
+                    overrides=tuple(overrides), deviations=recipe_deviations(raw, source))
     _check_stages(recipe, source)
     return recipe
+
+
+def recipe_deviations(raw: dict, source: str = "the recipe") -> tuple[str, ...]:
+    """A parsed recipe's ``deviations``: the lines that say how it departs from the paper."""
+    value = raw.get("deviations", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise DcignError(f"deviations in {source} must be a list of sentences (strings), "
+                         f"got {value!r}")
+    return tuple(v.strip() for v in value)
 
 
 def _options(options: dict, where: str) -> dict:
@@ -344,23 +370,29 @@ def _check_stages(recipe: Recipe, source: str) -> None:
             cfg.validate()
         except DcignError as e:
             raise DcignError(f"stage {s.name!r} of {source}: {e}") from None
-        if s.start is None:
+        if s.start is None and s.start_model is None:
             continue
         # the networks' shapes (their image size and latent names do not change them)
-        mine, theirs = (c.model_config(64, {}) for c in (cfg, recipe.stage(s.start).config(
-            "DIR", recipe)))
+        if s.start_model is not None:
+            start = f"the shipped model {s.start_model!r}"
+            theirs = TrainConfig.from_run_config(ckpt_io.read_config(cfg.init_from), start,
+                                                 DcignError).model_config(64, {})
+        else:
+            start = repr(s.start)
+            theirs = recipe.stage(s.start).config("DIR", recipe).model_config(64, {})
+        mine = cfg.model_config(64, {})
         for key in ENCODER_SHAPE:
             if getattr(mine, key) != getattr(theirs, key):
                 raise DcignError(f"stage {s.name!r} of {source} has {key} {getattr(mine, key)} "
-                                 f"but starts from {s.start!r}, which has {getattr(theirs, key)}")
+                                 f"but starts from {start}, which has {getattr(theirs, key)}")
         same_decoder = all(getattr(mine, k) == getattr(theirs, k) for k in DECODER_SHAPE)
         if cfg.widen_decoder and same_decoder:
             raise DcignError(f"stage {s.name!r} of {source} sets widen_decoder but its decoder "
-                             f"has the shape of {s.start!r}'s; set a wider decoder_width, or "
+                             f"has the shape of {start}'s; set a wider decoder_width, or "
                              f"leave widen_decoder out")
         if not same_decoder and not (cfg.freeze_encoder or cfg.widen_decoder):
             raise DcignError(f"stage {s.name!r} of {source} has another decoder than "
-                             f"{s.start!r} ({mine.decoder_channels} maps against "
+                             f"{start} ({mine.decoder_channels} maps against "
                              f"{theirs.decoder_channels}); grow it with widen_decoder, or start "
                              f"it afresh with freeze_encoder")
 
@@ -523,7 +555,8 @@ def _run_recipe(recipe: Recipe, root: Path, log: Log, stage: str | None,
             "final": recipe.final, "recipe_file": recipe.file, "recipe": recipe.text,
             "overrides": list(recipe.overrides),
             "stages": [{"name": s.name, "start": s.start, "start_step": s.start_step,
-                        "options": s.options} for s in recipe.stages]})
+                        "start_model": s.start_model, "options": s.options}
+                       for s in recipe.stages]})
         render_data(recipe, log)
     _barrier()
     kept = recipe.kept_steps()

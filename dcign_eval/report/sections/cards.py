@@ -16,7 +16,7 @@ from dcign_eval.metrics.suite import seed_intervals
 from dcign_eval.models import LoadedModel
 from dcign_eval.protocol import Model
 from dcign_eval.report.page import Section, figure_link, html_table, read_json, table_link
-from trainer.checkpoint import read_history, read_lineage
+from trainer.checkpoint import SHIPPED_DIR, read_history, read_lineage
 from trainer.errors import CheckpointError, DatasetError, DcignError
 
 
@@ -363,6 +363,41 @@ def plot_monovariant_examples(examples: MonovariantExamples):
     return fig
 
 
+def training_notes(models: Sequence[Model]) -> dict | None:
+    """How our models were trained, for the top of the page: each one's own steps and what it
+    started from (a shipped model by name, with the stages behind it), and the deviations from
+    the paper that the subject's recipe declares (its ``deviations``). None when the page's
+    subject is not one of our runs."""
+    import tomllib
+
+    from trainer.recipe import recipe_deviations
+
+    if not isinstance(models[0].implementation, LoadedModel):
+        return None
+    starts = []
+    for m in models:
+        if not isinstance(m.implementation, LoadedModel):
+            continue
+        train = m.config.get("train", {})
+        line = f"{m.name}: {int(m.state.get('step', 0)):,} {train.get('mode', '?')} steps"
+        lineage = _lineage(m.path)
+        if train.get("init_from") and lineage is not None and len(lineage.stages) > 1:
+            origin = Path(train["init_from"])
+            shipped = origin.parent.resolve() == SHIPPED_DIR.resolve()
+            before = " then ".join(f"{s['steps']:,} {s['mode']} steps"
+                                   for s in lineage.stages[:-1])
+            line += (f" from the shipped model {origin.name}" if shipped
+                     else f" from {origin.name}") + f" ({before})"
+        starts.append(line)
+    deviations, recipe = (), None
+    lineage = _lineage(models[0].path)
+    if lineage is not None and lineage.recipe:
+        recipe = lineage.recipe_file
+        with contextlib.suppress(tomllib.TOMLDecodeError, DcignError):
+            deviations = recipe_deviations(tomllib.loads(lineage.recipe))
+    return {"starts": starts, "recipe": recipe, "deviations": list(deviations)}
+
+
 def section(models: Sequence[Model], size: int) -> Section:
     """Cards, training curves, data sets and monovariant examples of ``models`` (the first is
     the page's subject; its training data gives the examples, at ``size`` pixels)."""
@@ -377,6 +412,7 @@ def section(models: Sequence[Model], size: int) -> Section:
         figures["training_curves"] = plot_training_curves(curves, stage_boundaries(models))
         tables["training_curves"] = curves
     context = {"cards": html_table(cards, index=True), "cards_csv": table_link("model_cards"),
+               "training": training_notes(models),
                "curve": figure_link("training_curves") if len(curves) else None,
                "data": html_table(data, index=True),
                "examples": {"src": figure_link("monovariant_batches"),
