@@ -8,7 +8,7 @@ named neuron's Spearman |rho| with its factor must reach :data:`TARGET` and beat
 best single latent for that factor.
 
 With intervals (``low``, ``high`` columns: the metrics section's bootstrap over the grid's
-identities, :func:`spearman_intervals`), "beats" means more: the two 95% intervals must not
+identities, :func:`dcign_eval.metrics.paper.spearman_intervals`), "beats" means more: the two 95% intervals must not
 overlap. A neuron above the baseline within its interval is said to be so, not to beat it.
 
 :func:`paper_result` returns the check as a frame; :func:`headline` words it. Nothing in the
@@ -18,47 +18,15 @@ sentence is written by hand: it says what the figures say, failures included.
 from __future__ import annotations
 
 import math
-from typing import Mapping
 
-import numpy as np
 import pandas as pd
 
-from dcign_eval.intervals import (LEVEL, RESAMPLES, bootstrap_weights, format_interval,
-                                  intervals_apart, percentile_interval, weighted_spearman)
+from dcign_eval.intervals import LEVEL, format_interval, intervals_apart
 from dcign_eval.metrics.paper import ANGLE_FACTORS
 from trainer.errors import DcignError
 
 #: Spearman |rho| a named neuron must reach for its factor to count as ordered.
 TARGET = 0.9
-
-
-def spearman_intervals(codes, factors: pd.DataFrame, neurons: Mapping[str, int],
-                       resamples: int = RESAMPLES, random_state: int = 0,
-                       level: float = LEVEL) -> dict[str, tuple[float, float]]:
-    """The 95% interval of each neuron's Spearman |rho| with its factor, by the bootstrap over
-    the grid's identities (:func:`dcign_eval.intervals.weighted_spearman`: each resample weighs
-    the faces by their identity's draw count). The neuron is held fixed (a baseline's best single
-    latent as chosen on the whole grid).
-
-    Args:
-        codes: (N, D) grid codes.
-        factors: the grid's N rows with ``identity`` and the factor columns.
-        neurons: factor -> latent index.
-        resamples: bootstrap resamples.
-        random_state: seed of the resamples.
-
-    Returns:
-        factor -> (low, high).
-    """
-    codes = np.asarray(codes)
-    ids, inverse = np.unique(factors["identity"].to_numpy(), return_inverse=True)
-    weights = bootstrap_weights(len(ids), resamples, [int(random_state), 29])[:, inverse]
-    out = {}
-    for factor, neuron in neurons.items():
-        rho = weighted_spearman(codes[:, int(neuron)], factors[factor].to_numpy(), weights)
-        low, high = percentile_interval(np.abs(rho), level)
-        out[factor] = (float(low), float(high))
-    return out
 
 
 def paper_result(metrics: pd.DataFrame, dcign: str, baseline: str | None = None,

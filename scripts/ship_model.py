@@ -277,7 +277,7 @@ def main() -> None:
     for path in (args.metrics, args.about, args.figures, args.limits, *args.stages):
         if path is not None and not path.is_file():
             raise DcignError(f"{path} is not a file")
-    metrics = pd.read_csv(args.metrics) if args.metrics else None
+    metrics = read_tidy([args.metrics]) if args.metrics else None
     stage_figures = read_tidy(args.stages) if args.stages else None
     args.run = resolve_run_dir(args.run)  # a recipe's output directory: its final stage
     load_checkpoint(args.run)  # refuse anything that is not a complete, valid run

@@ -80,7 +80,7 @@ def test_without_interval_widths_the_values_decide_as_before():
 def test_spearman_interval_over_the_grid_identities():
     import numpy as np
 
-    from dcign_eval.headline import spearman_intervals
+    from dcign_eval.metrics.paper import spearman_intervals
 
     rng = np.random.default_rng(0)
     identity = np.repeat(np.arange(6), 50)

@@ -49,10 +49,14 @@ class _Links(html.parser.HTMLParser):
                 self.links.append((tag, attrs[key], attrs))
 
 
-def _links(page: Path) -> list[tuple[str, str, dict]]:
-    parser = _Links()
+def _parsed(page: Path, parser: html.parser.HTMLParser) -> html.parser.HTMLParser:
+    """``parser`` after reading ``page``."""
     parser.feed(page.read_text())
-    return parser.links
+    return parser
+
+
+def _links(page: Path) -> list[tuple[str, str, dict]]:
+    return _parsed(page, _Links()).links
 
 
 # -- the page --------------------------------------------------------------------------------------
@@ -434,9 +438,7 @@ class _Traversals(html.parser.HTMLParser):
 
 
 def _traversals(page: Path) -> list[dict]:
-    parser = _Traversals()
-    parser.feed(page.read_text())
-    return parser.items
+    return _parsed(page, _Traversals()).items
 
 
 def test_slider_frames_are_beside_the_page_and_lined_up_on_the_angle(demo):

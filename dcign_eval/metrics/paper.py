@@ -16,10 +16,14 @@ functions of :mod:`.factor_fit`:
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from dcign_eval.intervals import (LEVEL, RESAMPLES, bootstrap_weights, percentile_interval,
+                                  weighted_spearman)
 from dcign_eval.metrics import _utils
 from dcign_eval.metrics.factor_fit import intrinsic_invariance, monotone_fit
 
@@ -68,4 +72,33 @@ def paper_measurements(codes, factors: pd.DataFrame, latent_names: dict[str, int
     block = codes[:, len(latent_names):] if latent_names else codes
     out["intrinsic_invariance"] = intrinsic_invariance(
         block, factors["identity"].to_numpy(), max_points=max_points, random_state=random_state)
+    return out
+
+
+def spearman_intervals(codes, factors: pd.DataFrame, neurons: Mapping[str, int],
+                       resamples: int = RESAMPLES, random_state: int = 0,
+                       level: float = LEVEL) -> dict[str, tuple[float, float]]:
+    """The 95% interval of each neuron's Spearman |rho| with its factor, by the bootstrap over
+    the grid's identities (:func:`dcign_eval.intervals.weighted_spearman`: each resample weighs
+    the faces by their identity's draw count). The neuron is held fixed (a baseline's best single
+    latent as chosen on the whole grid).
+
+    Args:
+        codes: (N, D) grid codes.
+        factors: the grid's N rows with ``identity`` and the factor columns.
+        neurons: factor -> latent index.
+        resamples: bootstrap resamples.
+        random_state: seed of the resamples.
+
+    Returns:
+        factor -> (low, high).
+    """
+    codes = np.asarray(codes)
+    ids, inverse = np.unique(factors["identity"].to_numpy(), return_inverse=True)
+    weights = bootstrap_weights(len(ids), resamples, [int(random_state), 29])[:, inverse]
+    out = {}
+    for factor, neuron in neurons.items():
+        rho = weighted_spearman(codes[:, int(neuron)], factors[factor].to_numpy(), weights)
+        low, high = percentile_interval(np.abs(rho), level)
+        out[factor] = (float(low), float(high))
     return out

@@ -5,7 +5,7 @@ metric took. Results are cached by the models' fingerprints and the settings.
 Intervals: a metric drawn over several seeds gets the Student-t 95% interval of its mean
 (:func:`dcign_eval.metrics.suite.seed_intervals`); the paper's Spearman |rho|, computed on the
 whole grid rather than a sample, gets a bootstrap interval over the grid's identities
-(:func:`dcign_eval.headline.spearman_intervals`). Two models differ significantly on a metric when
+(:func:`dcign_eval.metrics.paper.spearman_intervals`). Two models differ significantly on a metric when
 their intervals do not overlap (:func:`difference_mark`)."""
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import pandas as pd
 
 from dcign_eval import __version__
 from dcign_eval.cache import CodedGrid, identity
-from dcign_eval.headline import headline, paper_result, spearman_intervals
+from dcign_eval.headline import headline, paper_result
 from dcign_eval.intervals import LEVEL, format_interval, intervals_apart
 from dcign_eval.metrics import (DCI_MODE_LABELS, METRIC_KEYS, evaluate_timed,
                                 library_versions, metric_settings)
-from dcign_eval.metrics.paper import ANGLE_FACTORS
+from dcign_eval.metrics.paper import ANGLE_FACTORS, spearman_intervals
 from dcign_eval.metrics.suite import (CEILING, FLOOR, measure_models, measure_references,
                                       reference_codes, seed_intervals)
 from dcign_eval.protocol import Model
