@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The main job: render the face world, train a small DC-IGN and its VAE baseline on CPU,
-# evaluate them and write out/demo/report/index.html (about 10-15 minutes on 2 cores).
+# evaluate them and write out/demo/report/index.html (about 7 minutes on 2 cores, set-up included).
 demo: setup
 	$(VENV)/bin/dcign-eval demo --profile quick
 

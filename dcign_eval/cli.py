@@ -535,7 +535,7 @@ def report_cmd(
 
 @app.command("demo")
 def demo_cmd(
-    profile: Profile = typer.Option("quick", help="quick (recipes/quick.toml, about 15 minutes "
+    profile: Profile = typer.Option("quick", help="quick (recipes/quick.toml, about 7 minutes "
                                                   "on a 2-core CPU), full (the shipped models "
                                                   "rebuilt from recipes/dcign.toml and vae.toml, "
                                                   "hours) or tiny (seconds)."),
