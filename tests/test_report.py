@@ -156,6 +156,21 @@ def test_metrics_and_recognition_show_intervals_and_say_how(demo):
     assert "difference's interval" in texts["recognition"]
 
 
+def test_dci_informativeness_is_named_for_the_estimator_that_ran():
+    from dcign_eval.metrics import metric_settings
+    from dcign_eval.report.sections.metrics import metric_label
+
+    lasso = metric_settings(dci_mode="lasso")["dci_informativeness"]
+    trees = metric_settings(dci_mode="gbt-hist")["dci_informativeness"]
+    assert metric_label("dci_informativeness", lasso) == "DCI informativeness (test R²)"
+    assert metric_label("dci_informativeness", trees) == "DCI informativeness (test accuracy)"
+    # without the estimator (an old table): both, honestly
+    assert metric_label("dci_informativeness") == \
+        "DCI informativeness (test accuracy; test R² with lasso)"
+    df = _tidy([("a", "dci_informativeness", 0.8, 0.8, 0.8, 1, 1.0)]).assign(settings=lasso)
+    assert rp.metrics_comparison(df)["measure"].tolist() == ["DCI informativeness (test R²)"]
+
+
 def test_page_says_where_both_models_started_and_the_recipes_deviations(demo):
     from trainer.recipe import load_recipe
 
