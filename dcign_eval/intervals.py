@@ -5,15 +5,21 @@ Recognition and verification resample the held-out identities with replacement (
 Tibshirani, "An Introduction to the Bootstrap", 1993, ch. 13, percentile interval): probes of one
 identity are not independent, so the identity, not the probe, is the unit drawn. Each resample is
 a weight per identity (how many times it was drawn), so a figure is recomputed from per-identity
-sums without refitting anything. The metrics' intervals over seeds (Student t) are
-:func:`dcign_eval.metrics.suite.seed_intervals`; both are written by :func:`format_interval`.
+sums without refitting anything. Reconstructions, the lineup and re-rendering fidelity resample
+their held-out faces the same way: each model's per-face (or per-identity) figures are averaged on
+the same resamples, so the interval of the mean difference between two models is the paired
+bootstrap (:func:`paired_means`). The metrics' intervals over seeds (Student t) are
+:func:`dcign_eval.metrics.suite.seed_intervals`; all are written by :func:`format_interval`.
 """
 
 from __future__ import annotations
 
 import math
 
+from typing import Mapping
+
 import numpy as np
+import pandas as pd
 
 from trainer.errors import DcignError
 
@@ -95,6 +101,91 @@ def format_interval(value, low=None, high=None, digits: int = 3) -> str:
     # The half-width to the value's decimals (0.994 ± 0.000, not ± 3.04e-05), unless the value
     # itself is written in significant digits.
     return f"{shown} ± {_number(half, digits) if 'e' in shown else f'{half:.{digits}f}'}"
+
+
+def paired_means(values: Mapping[str, pd.DataFrame], resamples: int = RESAMPLES,
+                 random_state=0, level: float = LEVEL) -> pd.DataFrame:
+    """Per model the mean of each measure over the groups, with its percentile bootstrap interval
+    over the groups, and the paired difference from the first model with its interval.
+
+    Every model is measured on the same groups (e.g. held-out faces), so one set of resamples
+    (:func:`bootstrap_weights`) serves all: a resample's difference of two models is the mean of
+    the per-group differences on that resample, the paired bootstrap. The difference is
+    *significant* when its interval excludes 0.
+
+    Args:
+        values: model label -> frame of one row per group and one column per measure; every
+            frame the same index (the groups, in the same order) and the same columns.
+        resamples: bootstrap resamples (0, or a single group: NaN ends).
+        random_state: seed of the resamples.
+        level: coverage.
+
+    Returns:
+        one row per model, in the order given: ``model``; per measure ``m``: ``m``, ``m_low``,
+        ``m_high``; per measure ``m_difference`` (this model's mean minus the first model's; NaN
+        for the first), ``m_difference_low``, ``m_difference_high``; ``resamples``.
+    """
+    resamples = check_resamples(resamples)
+    models = list(values)
+    if not models:
+        raise DcignError("paired means need at least one model")
+    first = values[models[0]]
+    measures = [str(c) for c in first.columns]
+    for label in models[1:]:
+        other = values[label]
+        if list(other.columns) != list(first.columns) or not other.index.equals(first.index):
+            raise DcignError(f"{label} is not measured on the same groups and measures as "
+                             f"{models[0]}: a paired comparison needs both")
+    if len(first) == 0:
+        raise DcignError("paired means need at least one group")
+    stack = np.stack([values[label].to_numpy(np.float64) for label in models])  # (M, G, K)
+    # One group has no spread to resample: no interval rather than one of no width.
+    weights = bootstrap_weights(len(first), resamples if len(first) > 1 else 0,
+                                random_state)  # rows sum to G
+    both = np.concatenate([stack, stack - stack[:1]], axis=2)  # measures, then differences
+    low, high = percentile_interval(np.einsum("rg,mgk->mkr", weights, both) / len(first), level)
+    mean = both.mean(axis=1)
+    k = len(measures)
+    low[0, k:] = high[0, k:] = mean[0, k:] = np.nan  # the first model is the reference
+    out = {"model": models}
+    names = measures + [f"{m}_difference" for m in measures]
+    for j, name in enumerate(names):
+        out.update({name: mean[:, j], f"{name}_low": low[:, j], f"{name}_high": high[:, j]})
+    return pd.DataFrame(out).assign(resamples=len(weights))
+
+
+def difference_verdict(low, high, better: str = "higher") -> str:
+    """What a paired difference's interval [low, high] says: ``significant: higher (better)``
+    (or lower, or worse: ``better`` names the better direction, ``higher`` or ``lower``) when
+    it excludes 0, ``not significant`` when it includes 0, ``not tested (no interval)`` without
+    one (no resamples, or a single group)."""
+    if better not in ("higher", "lower"):
+        raise DcignError(f"better must be 'higher' or 'lower', got {better!r}")
+    if low is None or high is None or not (math.isfinite(float(low))
+                                           and math.isfinite(float(high))):
+        return "not tested (no interval)"
+    if low <= 0 <= high:
+        return "not significant"
+    direction = "higher" if low > 0 else "lower"
+    return f"significant: {direction} ({'better' if direction == better else 'worse'})"
+
+
+def weighted_median(values, weights) -> np.ndarray:
+    """The median of ``values`` (N,) when value i is counted ``weights[r, i]`` times (integer
+    counts), one per weight row: a bootstrap resample's median without building it. With an
+    even total count, the mean of the two middle values (as ``numpy.median``). Returns (R,)."""
+    values = np.asarray(values, np.float64)
+    weights = np.atleast_2d(np.asarray(weights, np.float64))
+    order = np.argsort(values, kind="stable")
+    v, cumulative = values[order], np.cumsum(weights[:, order], axis=1)
+    total = cumulative[:, -1:]
+    # the 0-based positions of the two middle copies in the sorted resample
+    lower, upper = np.floor((total - 1) / 2), np.floor(total / 2)
+
+    def at(position: np.ndarray) -> np.ndarray:  # the value of that copy: fewer copies before it
+        return v[np.minimum((cumulative <= position).sum(axis=1), len(v) - 1)]
+
+    return (at(lower) + at(upper)) / 2
 
 
 def intervals_apart(low_a, high_a, low_b, high_b) -> bool:

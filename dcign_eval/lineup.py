@@ -11,6 +11,10 @@ distance from a face's true render to the nearest *other* identity of the lineup
 pose and light: how far apart two identities look, the scale to read a reconstruction's distance
 to its own face against.
 
+Every figure of :func:`lineup_table` has a 95% bootstrap interval over the faces (each a distinct
+held-out identity; the lineup's candidates stay fixed), and each model after the first its paired
+difference from the first on the same resamples (:func:`dcign_eval.intervals.paired_means`).
+
     rec = reconstructions(models, held_out_faces(64))     # dcign_eval.report
     result = lineup(rec)
     lineup_table(result)                                   # identified, top 5, mean rank, chance
@@ -24,7 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from dcign_eval.intervals import (LEVEL, RESAMPLES, bootstrap_weights, paired_means,
+                                  percentile_interval, weighted_median)
 from trainer.errors import DcignError
+
+#: The per-face figures :func:`lineup_table` averages over the faces (each with an interval).
+LINEUP_MEASURES = ("identified", "in_top_5", "mean_rank", "mse_to_own_face")
 
 
 @dataclass
@@ -81,21 +90,47 @@ def lineup(rec) -> Lineup:
     return Lineup(faces, candidates, distances, dict(rec.decoded))
 
 
-def lineup_table(result: Lineup) -> pd.DataFrame:
+def lineup_table(result: Lineup, resamples: int = RESAMPLES, random_state=0,
+                 level: float = LEVEL) -> pd.DataFrame:
     """Per model: the share of faces identified (first of n), in the first 5, the mean rank
     (0 best), and the reconstruction's mean distance to its own face beside the true renders'
-    median distance to the nearest other identity."""
+    median distance to the nearest other identity; every figure with its bootstrap interval over
+    the faces, and each model's paired difference from the first model's.
+
+    Args:
+        result: :func:`lineup`'s result.
+        resamples: bootstrap resamples of the faces (0: NaN ends). The candidates of the lineup
+            stay the same: the interval is over which faces are probed.
+        random_state: seed of the resamples (the same draws for every model and for the
+            nearest-other median).
+        level: coverage.
+
+    Returns:
+        one row per model: model, lineup (faces), per figure of :data:`LINEUP_MEASURES` its
+        value, ``_low`` and ``_high``; chance; nearest_other, nearest_other_low,
+        nearest_other_high (the same for every model); per figure ``<figure>_difference`` (this
+        model minus the first; NaN for the first), ``_low``, ``_high``; resamples.
+    """
     n = len(result.faces)
-    nearest_other = float(np.median(result.nearest_other()))
-    rows = []
+    per_face = {}
     for label in result.distances:
         ranks = result.ranks(label)
-        rows.append({"model": label, "lineup": n, "identified": float((ranks == 0).mean()),
-                     "in top 5": float((ranks < 5).mean()), "mean rank": float(ranks.mean()),
-                     "chance": 1.0 / n,
-                     "MSE to own face": float(np.diag(result.distances[label]).mean()),
-                     "nearest other (true renders)": nearest_other})
-    return pd.DataFrame(rows)
+        per_face[label] = pd.DataFrame({
+            "identified": (ranks == 0).astype(float), "in_top_5": (ranks < 5).astype(float),
+            "mean_rank": ranks.astype(float),
+            "mse_to_own_face": np.diag(result.distances[label]).astype(float)})
+    table = paired_means(per_face, resamples, random_state, level)
+    nearest = result.nearest_other()
+    low, high = percentile_interval(
+        weighted_median(nearest, bootstrap_weights(n, resamples, random_state)), level)
+    at = table.columns.get_loc("mse_to_own_face_high") + 1
+    for offset, (name, value) in enumerate((("chance", 1.0 / n),
+                                            ("nearest_other", float(np.median(nearest))),
+                                            ("nearest_other_low", float(low)),
+                                            ("nearest_other_high", float(high)))):
+        table.insert(at + offset, name, value)
+    table.insert(1, "lineup", n)
+    return table
 
 
 def plot_lineup(result: Lineup, faces: int = 4, nearest: int = 5):

@@ -1,6 +1,9 @@
 """Reconstructions of held-out faces: each model encodes faces of identities never seen in
 training (to its code, the latent means for a VAE) and decodes them; MSE and SSIM against the true
-renders (:mod:`dcign_eval.imaging`).
+renders (:mod:`dcign_eval.imaging`). Each face is a distinct held-out identity, so the face is the
+unit of the bootstrap behind every mean's 95% interval, and every model is scored on the same faces,
+so two models are compared by the paired bootstrap of their per-face differences
+(:func:`dcign_eval.intervals.paired_means`).
 
 The report's reconstruction sheet and lineup (:mod:`dcign_eval.lineup`) and the scripts that score
 checkpoints all draw their faces from :func:`held_out_faces`, so one seed gives the same faces
@@ -16,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from dcign_eval.imaging import mse, ssim
+from dcign_eval.intervals import RESAMPLES, paired_means
 from dcign_eval.protocol import as_model
 from trainer.errors import DcignError
 from trainer.faces import FACTOR_RANGES, TEST_IDENTITY_OFFSET, render_faces
@@ -102,12 +106,29 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
         (size, size), Image.BILINEAR)) for x in images]).clip(0, 1).astype(np.float32)
 
 
-def reconstruction_table(rec: Reconstructions) -> pd.DataFrame:
-    """Mean reconstruction MSE and SSIM per model over the faces shown."""
-    rows = [{"model": label, "faces": len(rec.faces),
-             "MSE": float(rec.faces[f"mse:{label}"].mean()),
-             "SSIM": float(rec.faces[f"ssim:{label}"].mean())} for label in rec.decoded]
-    return pd.DataFrame(rows, columns=["model", "faces", "MSE", "SSIM"])
+def reconstruction_table(rec: Reconstructions, resamples: int = RESAMPLES,
+                         random_state=0) -> pd.DataFrame:
+    """Mean reconstruction MSE and SSIM per model over the faces, each with its 95% bootstrap
+    interval over the faces, and each model's paired difference from the first model's (the
+    per-face differences on the same resamples; significant when its interval excludes 0).
+
+    Args:
+        rec: :func:`reconstructions`' result.
+        resamples: bootstrap resamples of the faces (0: NaN ends).
+        random_state: seed of the resamples.
+
+    Returns:
+        one row per model: model, faces, mse, mse_low, mse_high, ssim, ssim_low, ssim_high,
+        mse_difference, mse_difference_low, mse_difference_high, ssim_difference,
+        ssim_difference_low, ssim_difference_high (this model minus the first; NaN for the
+        first), resamples.
+    """
+    per_face = {label: pd.DataFrame({"mse": rec.faces[f"mse:{label}"].to_numpy(),
+                                     "ssim": rec.faces[f"ssim:{label}"].to_numpy()})
+                for label in rec.decoded}
+    table = paired_means(per_face, resamples, random_state)
+    table.insert(1, "faces", len(rec.faces))
+    return table
 
 
 def plot_reconstructions(rec: Reconstructions):

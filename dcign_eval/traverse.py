@@ -25,7 +25,8 @@ Read bottom up:
 * Re-rendering fidelity (:func:`rerender_fidelity` -> a tidy frame, :func:`plot_fidelity`): for
   held-out faces, set the named latent to the calibrated value of a target angle, decode and
   compare with the true render (MSE, SSIM), beside the reconstruction error of that true render --
-  the "learned 3D rendering engine" claim as a number.
+  the "learned 3D rendering engine" claim as a number; :func:`fidelity_summary` averages it per
+  model and neuron with a bootstrap interval over the held-out identities.
 
 A model is any model of the protocol (:mod:`dcign_eval.protocol`) that can decode: ``encode``,
 ``decode``, ``image_size`` and, optionally, ``latent_names``; :func:`dcign_eval.load_model`'s
@@ -50,6 +51,7 @@ from sklearn.isotonic import IsotonicRegression
 
 from dcign_eval.cache import ProgressFactory, encode_cached
 from dcign_eval.imaging import mse, ssim
+from dcign_eval.intervals import RESAMPLES, paired_means
 from dcign_eval.protocol import as_model
 from trainer.errors import DcignError
 from trainer.faces.render import FACTOR_RANGES, render_faces
@@ -963,12 +965,14 @@ def traverse_to_files(model, neuron: str | int = "light", *, out_dir: str | os.P
 
 FIDELITY_COLUMNS = ("model", "neuron", "latent", "source", "target", "mse", "ssim", "recon_mse",
                     "recon_ssim", "n")
+#: The scores of a fidelity frame, each averaged with an interval by :func:`fidelity_summary`.
+FIDELITY_SCORES = ("mse", "ssim", "recon_mse", "recon_ssim")
 
 
 def rerender_fidelity(model, calibration: Calibration, factors: Sequence[str] = NAMED, *,
                       model_name: str = "model", n_identities: int = 8, source: float = 0.0,
                       targets: dict[str, Sequence[float]] | None = None,
-                      progress: bool = False) -> pd.DataFrame:
+                      by_identity: bool = False, progress: bool = False) -> pd.DataFrame:
     """How well the network re-renders a held-out face at a new pose or light (paper Sec. 4).
 
     For each factor and each target angle: render held-out faces (identities from
@@ -985,10 +989,14 @@ def rerender_fidelity(model, calibration: Calibration, factors: Sequence[str] = 
         n_identities: held-out faces per target.
         source: the factor's angle in the source images, degrees.
         targets: factor -> target angles; default the calibration grid of that factor.
+        by_identity: one row per face, not per target (for :func:`fidelity_summary`'s interval;
+            :func:`fidelity_by_target` averages it to the default frame).
         progress: a progress bar on stderr.
     Returns:
         tidy frame, one row per (neuron, target): model, neuron, latent, source, target, mse,
-        ssim, recon_mse, recon_ssim (means over the faces; images in [0, 1]), n.
+        ssim, recon_mse, recon_ssim (means over the faces; images in [0, 1]), n. With
+        ``by_identity``, one row per (neuron, target, identity), an ``identity`` column after
+        ``target`` and n 1.
     """
     if isinstance(n_identities, bool) or not isinstance(n_identities, (int, np.integer)) \
             or not 1 <= n_identities <= 10_000:
@@ -1027,13 +1035,63 @@ def rerender_fidelity(model, calibration: Calibration, factors: Sequence[str] = 
             recon = np.asarray(model.decode(codes.astype(np.float32)), np.float64)
             scores = {"mse": mse(rerendered, truth), "ssim": ssim(rerendered, truth),
                       "recon_mse": mse(recon, truth), "recon_ssim": ssim(recon, truth)}
-            scores = {k: v.reshape(n, len(tg)).mean(axis=0) for k, v in scores.items()}
             for j, target in enumerate(tg):
-                rows.append({"model": model_name, "neuron": name, "latent": fmap.latent,
-                             "source": float(source), "target": float(target),
-                             **{k: float(v[j]) for k, v in scores.items()}, "n": int(n)})
+                for i, identity in enumerate(ids):
+                    rows.append({"model": model_name, "neuron": name, "latent": fmap.latent,
+                                 "source": float(source), "target": float(target),
+                                 "identity": int(identity),
+                                 **{k: float(v[i * len(tg) + j]) for k, v in scores.items()},
+                                 "n": 1})
             advance(n * len(tg))
-    return pd.DataFrame(rows, columns=list(FIDELITY_COLUMNS))
+    columns = list(FIDELITY_COLUMNS)
+    columns.insert(columns.index("target") + 1, "identity")
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame if by_identity else fidelity_by_target(frame)
+
+
+def fidelity_by_target(frame: pd.DataFrame) -> pd.DataFrame:
+    """A by-identity fidelity frame (:func:`rerender_fidelity` with ``by_identity``) as the
+    default one: per (model, neuron, target) the mean of each score over the faces, n the faces."""
+    keys = ["model", "neuron", "latent", "source", "target"]
+    grouped = frame.groupby(keys, sort=False)
+    out = grouped[list(FIDELITY_SCORES)].mean().join(grouped.size().rename("n")).reset_index()
+    return out[list(FIDELITY_COLUMNS)]
+
+
+def fidelity_summary(frame: pd.DataFrame, resamples: int = RESAMPLES,
+                     random_state=0) -> pd.DataFrame:
+    """Per model and neuron, the mean of each score over targets and faces with its 95%
+    bootstrap interval over the held-out identities, and the paired difference from the first
+    model measuring that neuron (:func:`dcign_eval.intervals.paired_means`: the models re-render
+    the same identities, so each identity's mean over the targets is the unit drawn).
+
+    Args:
+        frame: by-identity fidelity rows of one or more models (:func:`rerender_fidelity` with
+            ``by_identity``).
+        resamples: bootstrap resamples of the identities (0: NaN ends).
+        random_state: seed of the resamples.
+
+    Returns:
+        one row per (model, neuron), in first-appearance order: model, neuron, identities, per
+        score of :data:`FIDELITY_SCORES` its value, ``_low`` and ``_high``, then per score
+        ``<score>_difference`` (this model minus the first; NaN for the first), ``_low``,
+        ``_high``, resamples.
+    """
+    if "identity" not in frame.columns:
+        raise DcignError("a fidelity summary needs one row per identity "
+                         "(rerender_fidelity(..., by_identity=True))")
+    parts = []
+    for neuron, rows in frame.groupby("neuron", sort=False):
+        per_identity = {model: part.groupby("identity")[list(FIDELITY_SCORES)].mean()
+                        for model, part in rows.groupby("model", sort=False)}
+        table = paired_means(per_identity, resamples, random_state)
+        table.insert(1, "neuron", neuron)
+        table.insert(2, "identities", rows["identity"].nunique())
+        parts.append(table)
+    order = list(dict.fromkeys(frame["model"]))
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values("model", key=lambda m: m.map(order.index), kind="stable"
+                           ).reset_index(drop=True)
 
 
 def plot_fidelity(frame: pd.DataFrame, neuron: str | None = None):

@@ -19,6 +19,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pandas as pd
+
+from dcign_eval.intervals import format_interval
 from dcign_eval.lineup import lineup, lineup_table
 from dcign_eval.protocol import load_models
 from dcign_eval.reconstruction import held_out_faces, reconstruction_table, reconstructions
@@ -31,7 +34,8 @@ def main() -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", help="run directories, shipped names or file.py:factory specs")
     p.add_argument("--faces", type=int, default=64, help="held-out faces, 1..64")
-    p.add_argument("--seed", type=int, default=0, help="which faces (random_state)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="which faces, and the bootstrap's draws (random_state)")
     p.add_argument("--csv", type=Path, help="also write tidy rows (model, metric, value) here")
     args = p.parse_args()
     if args.csv is not None:
@@ -40,21 +44,33 @@ def main() -> None:
             raise DcignError(f"--csv {args.csv} is a folder, not a file")
     faces = held_out_faces(args.faces, random_state=args.seed)
     rec = reconstructions(load_models(args.models), faces)
-    table = reconstruction_table(rec)
-    identified = lineup_table(lineup(rec)) if len(faces) > 1 else None
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    table = reconstruction_table(rec, random_state=args.seed)
+    identified = lineup_table(lineup(rec), random_state=args.seed) if len(faces) > 1 else None
+    print(shown(table, {"model": "model", "faces": "faces", "mse": "MSE", "ssim": "SSIM"}))
     if args.csv is not None:
-        tidy = table.melt(id_vars=["model", "faces"], value_vars=["MSE", "SSIM"],
+        tidy = table.melt(id_vars=["model", "faces"], value_vars=["mse", "ssim"],
                           var_name="metric", value_name="value")
-        tidy["metric"] = "reconstruction_" + tidy["metric"].str.lower()
+        tidy["metric"] = "reconstruction_" + tidy["metric"]
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.csv, tidy[["model", "metric", "value", "faces"]].to_csv(
             index=False))
     if identified is not None:
         print()
-        print(identified.drop(columns="chance").to_string(index=False,
-                                                          float_format=lambda v: f"{v:.4f}"))
+        print(shown(identified, {"model": "model", "lineup": "lineup",
+                                 "identified": "identified", "in_top_5": "in_top_5",
+                                 "mean_rank": "mean_rank", "mse_to_own_face": "own_face_mse",
+                                 "nearest_other": "nearest_other"}))
 
+
+def shown(table: pd.DataFrame, columns: dict[str, str]) -> str:
+    """``columns`` of ``table`` as text, renamed; a figure with ``_low`` and ``_high`` written
+    value ± half its 95% interval (4 decimals)."""
+    out = {}
+    for column, label in columns.items():
+        out[label] = [format_interval(v, lo, hi, 4) for v, lo, hi in
+                      zip(table[column], table[f"{column}_low"], table[f"{column}_high"])] \
+            if f"{column}_low" in table else table[column]
+    return pd.DataFrame(out).to_string(index=False)
 
 if __name__ == "__main__":
     run_main(main)

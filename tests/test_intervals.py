@@ -1,12 +1,14 @@
-"""dcign_eval.intervals: bootstrap weights, percentile intervals, the weighted Spearman, and how
-a figure and its interval are written."""
+"""dcign_eval.intervals: bootstrap weights, percentile intervals, the weighted Spearman and median,
+the paired bootstrap of means, and how a figure and its interval are written."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from dcign_eval.intervals import (bootstrap_weights, format_interval, intervals_apart,
-                                  percentile_interval, weighted_spearman)
+from dcign_eval.intervals import (bootstrap_weights, difference_verdict, format_interval,
+                                  intervals_apart, paired_means, percentile_interval,
+                                  weighted_median, weighted_spearman)
 from trainer.errors import DcignError
 
 
@@ -68,3 +70,61 @@ def test_intervals_apart_only_when_they_do_not_overlap():
     assert intervals_apart(0.5, 0.7, 0.8, 0.9)
     assert not intervals_apart(0.5, 0.8, 0.7, 0.9)
     assert not intervals_apart(0.5, 0.7, 0.7, 0.9)  # touching ends overlap
+
+
+def test_weighted_median_is_the_median_of_the_repeated_sample():
+    rng = np.random.default_rng(2)
+    for n in (2, 5, 8):
+        values = np.round(rng.normal(size=n), 1)  # ties
+        weights = bootstrap_weights(n, 40, random_state=n)
+        expected = [np.median(np.repeat(values, row.astype(int))) for row in weights]
+        np.testing.assert_allclose(weighted_median(values, weights), expected)
+        assert weighted_median(values, np.ones(n))[0] == pytest.approx(np.median(values))
+
+
+def test_paired_means_compare_each_model_with_the_first_on_the_same_resamples():
+    rng = np.random.default_rng(0)
+    base = pd.DataFrame({"error": rng.normal(1.0, 0.3, 40), "score": rng.normal(0.5, 0.2, 40)})
+    worse = base.assign(error=base["error"] + 0.1 + rng.normal(0, 0.05, 40))
+    table = paired_means({"a": base, "same": base.copy(), "worse": worse}, 300, 7)
+    again = paired_means({"a": base, "same": base.copy(), "worse": worse}, 300, 7)
+    pd.testing.assert_frame_equal(table, again)  # deterministic for a seed
+    assert not table.equals(paired_means({"a": base, "same": base, "worse": worse}, 300, 8))
+    t = table.set_index("model")
+    for model in t.index:
+        for m in ("error", "score"):  # the interval holds the mean
+            assert t.loc[model, f"{m}_low"] <= t.loc[model, m] <= t.loc[model, f"{m}_high"]
+    assert t.loc["a", "error"] == pytest.approx(base["error"].mean())
+    assert t[["error_difference", "error_difference_low"]].loc["a"].isna().all()
+    # a model against itself: no difference, not significant
+    assert (t.loc["same", "error_difference_low"], t.loc["same", "error_difference_high"]) \
+        == (0.0, 0.0)
+    assert difference_verdict(0.0, 0.0, "lower") == "not significant"
+    # the paired interval sees a shift the two models' own intervals cannot tell apart
+    assert t.loc["worse", "error_difference_low"] > 0
+    assert not intervals_apart(t.loc["a", "error_low"], t.loc["a", "error_high"],
+                               t.loc["worse", "error_low"], t.loc["worse", "error_high"])
+    assert difference_verdict(t.loc["worse", "error_difference_low"],
+                              t.loc["worse", "error_difference_high"], "lower") \
+        == "significant: higher (worse)"
+    # fewer groups, a wider interval
+    few = paired_means({"a": base[:8]}, 300, 7).iloc[0]
+    assert few["error_high"] - few["error_low"] > t.loc["a", "error_high"] - t.loc["a", "error_low"]
+    # no resamples, or a single group: the value alone
+    none = paired_means({"a": base, "worse": worse}, 0).iloc[1]
+    assert np.isnan(none["error_low"]) and none["resamples"] == 0
+    assert difference_verdict(none["error_difference_low"], none["error_difference_high"]) \
+        == "not tested (no interval)"
+    assert np.isnan(paired_means({"a": base[:1]}, 100).iloc[0]["error_low"])
+    with pytest.raises(DcignError, match="same groups"):
+        paired_means({"a": base, "b": base[:10]})
+
+
+def test_difference_verdict_reads_the_direction():
+    assert difference_verdict(0.1, 0.3, "higher") == "significant: higher (better)"
+    assert difference_verdict(-0.3, -0.1, "higher") == "significant: lower (worse)"
+    assert difference_verdict(-0.3, -0.1, "lower") == "significant: lower (better)"
+    assert difference_verdict(-0.1, 0.1) == "not significant"
+    assert difference_verdict(float("nan"), 0.1) == "not tested (no interval)"
+    with pytest.raises(DcignError, match="better"):
+        difference_verdict(0.1, 0.2, "up")

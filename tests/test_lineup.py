@@ -22,16 +22,31 @@ def test_lineup_identifies_true_renders_and_not_strangers():
     # "stranger": each face drawn as the next face's identity, at its own pose and light
     stranger = render_faces(np.roll(faces["identity"], -1), faces["azimuth"], faces["elevation"],
                             faces["light"]).astype(np.float32) / 255
-    rec = rc.Reconstructions(faces, truth, {"exact": truth.copy(), "stranger": stranger})
+    rec = rc.Reconstructions(faces, truth, {"exact": truth.copy(), "stranger": stranger,
+                                            "exact again": truth.copy()})
     result = lineup(rec)
     assert result.candidates.shape == (n, n, 64, 64)
     np.testing.assert_array_equal(result.ranks("exact"), np.zeros(n))
     assert (result.ranks("stranger") >= 1).all()
-    table = lineup_table(result).set_index("model")
+    table = lineup_table(result, resamples=200, random_state=3).set_index("model")
     assert table.loc["exact", "identified"] == 1.0 and table.loc["stranger", "identified"] == 0.0
-    assert table.loc["exact", "MSE to own face"] == 0.0 and table["chance"].eq(1 / n).all()
+    assert table.loc["exact", "mse_to_own_face"] == 0.0 and table["chance"].eq(1 / n).all()
     assert (result.nearest_other() > 0).all()
-    assert len(plot_lineup(result, faces=2, nearest=3).axes) == 2 * 2 * 4
+    assert table["nearest_other"].eq(np.median(result.nearest_other())).all()
+    # every figure inside its interval over the faces
+    for figure in ("identified", "in_top_5", "mean_rank", "mse_to_own_face", "nearest_other"):
+        assert ((table[f"{figure}_low"] <= table[figure])
+                & (table[figure] <= table[f"{figure}_high"])).all(), figure
+    assert table.loc["stranger", "mean_rank_high"] > table.loc["stranger", "mean_rank_low"]
+    # paired with the first model: the stranger is identified less, the same model is not
+    assert table.loc["stranger", "identified_difference_high"] == -1.0
+    assert table.loc["stranger", "mean_rank_difference_low"] > 0
+    assert (table.loc["exact again", ["identified_difference_low", "mean_rank_difference_low",
+                                      "mean_rank_difference_high"]] == 0).all()
+    assert table.loc[["exact"], "identified_difference"].isna().all()
+    pd.testing.assert_frame_equal(lineup_table(result, 200, 3).set_index("model"), table)
+    assert lineup_table(result, resamples=0)["identified_low"].isna().all()
+    assert len(plot_lineup(result, faces=2, nearest=3).axes) == 2 * 3 * 4  # faces x models
     twice = rc.Reconstructions(pd.concat([faces, faces[:1]]), truth, {})
     with pytest.raises(DcignError, match="distinct identities"):
         lineup(twice)

@@ -156,6 +156,69 @@ def test_metrics_and_recognition_show_intervals_and_say_how(demo):
     assert "difference's interval" in texts["recognition"]
 
 
+def test_reconstructions_lineup_and_fidelity_show_intervals_and_say_how(demo):
+    folder = demo["result"].report.parent
+    texts = {k: " ".join(v.split()) for k, v in _section_texts(folder.joinpath(
+        "index.html").read_text()).items()}
+    rec = pd.read_csv(folder / "tables" / "reconstructions_summary.csv").set_index("model")
+    lineup = pd.read_csv(folder / "tables" / "lineup_summary.csv").set_index("model")
+    fidelity = pd.read_csv(folder / "tables" / "rerender_fidelity_summary.csv")
+    for table, figures in ((rec, ("mse", "ssim")),
+                           (lineup, ("identified", "in_top_5", "mean_rank", "mse_to_own_face"))):
+        assert list(table.index) == ["dcign", "vae"] and (table["resamples"] == 200).all()
+        for figure in figures:  # the tiny preset's seed: the same intervals on every run
+            assert {f"{figure}_low", f"{figure}_high", f"{figure}_difference_low"} \
+                <= set(table.columns)
+            assert (table[f"{figure}_low"] <= table[figure]).all()
+            assert (table[figure] <= table[f"{figure}_high"]).all()
+    mse = rec.loc["dcign"]
+    assert f"{mse['mse']:.4f} ± {(mse['mse_high'] - mse['mse_low']) / 2:.4f}" \
+        in texts["reconstructions"]
+    assert "resampled with replacement (200 resamples)" in texts["reconstructions"]
+    assert "paired bootstrap" in texts["reconstructions"]
+    assert "vs dcign: MSE" in texts["reconstructions"]
+    assert "vs dcign: identified" in texts["reconstructions"]
+    # one fidelity identity in the tiny preset: no interval to show, and it says so
+    assert {"mse_low", "mse_high", "recon_ssim_difference_high"} <= set(fidelity.columns)
+    assert (fidelity["identities"] == 1).all() and fidelity["mse_low"].isna().all()
+    assert "shown without intervals (one identity)" in texts["traversals"]
+    assert "not tested (no interval)" in texts["traversals"]
+
+
+def test_paired_table_writes_values_with_intervals_and_verdicts():
+    from dcign_eval.intervals import paired_means
+    from dcign_eval.report.sections.reconstructions import RECONSTRUCTION_FIGURES, paired_table
+
+    rng = np.random.default_rng(0)
+    base = pd.DataFrame({"mse": rng.uniform(0.01, 0.03, 30), "ssim": rng.uniform(0.7, 0.9, 30)})
+    worse = base.assign(mse=base["mse"] + 0.002)
+    tidy = paired_means({"a": base, "b": base.copy(), "c": worse}, 200, 0).assign(faces=30)
+    table = paired_table(tidy, RECONSTRUCTION_FIGURES, {"model": "model", "faces": "faces"})
+    assert table.columns == ["model", "faces", "MSE", "SSIM", "vs a: MSE", "vs a: SSIM"]
+    rows = {row[0]: dict(zip(table.columns, row)) for row in table.rows}
+    a = tidy.iloc[0]
+    assert rows["a"]["MSE"] == f"{a['mse']:.4f} ± {(a['mse_high'] - a['mse_low']) / 2:.4f}"
+    assert rows["a"]["vs a: MSE"] == ""  # the reference
+    assert rows["b"]["vs a: MSE"] == rows["b"]["vs a: SSIM"] == "not significant"
+    assert rows["c"]["vs a: MSE"] == "significant: higher (worse)"
+    assert table.numeric == [False, True, True, True, False, False]
+
+
+def test_dci_informativeness_is_named_for_the_estimator_that_ran():
+    from dcign_eval.metrics import metric_settings
+    from dcign_eval.report.sections.metrics import metric_label
+
+    lasso = metric_settings(dci_mode="lasso")["dci_informativeness"]
+    trees = metric_settings(dci_mode="gbt-hist")["dci_informativeness"]
+    assert metric_label("dci_informativeness", lasso) == "DCI informativeness (test R²)"
+    assert metric_label("dci_informativeness", trees) == "DCI informativeness (test accuracy)"
+    # without the estimator (an old table): both, honestly
+    assert metric_label("dci_informativeness") == \
+        "DCI informativeness (test accuracy; test R² with lasso)"
+    df = _tidy([("a", "dci_informativeness", 0.8, 0.8, 0.8, 1, 1.0)]).assign(settings=lasso)
+    assert rp.metrics_comparison(df)["measure"].tolist() == ["DCI informativeness (test R²)"]
+
+
 def test_page_says_where_both_models_started_and_the_recipes_deviations(demo):
     from trainer.recipe import load_recipe
 

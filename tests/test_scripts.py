@@ -29,15 +29,18 @@ def test_reconstruction_mse_table(tmp_path):
     header, *rows = first.splitlines()
     assert header.split() == ["model", "faces", "MSE", "SSIM"]
     assert [row.split()[:2] for row in rows] == [["vae", "3"], ["dcign", "3"]]
-    for row in rows:
-        mse, ssim = map(float, row.split()[2:])
-        assert 0 < mse < 0.05 and 0 < ssim <= 1
+    for row in rows:  # each mean ± half its interval over the faces
+        mse, pm, mse_half, ssim, pm2, ssim_half = row.split()[2:]
+        assert pm == pm2 == "±" and float(mse_half) >= 0 and float(ssim_half) >= 0
+        assert 0 < float(mse) < 0.05 and 0 < float(ssim) <= 1
     header, *rows = second.splitlines()
-    assert header.split()[:4] == ["model", "lineup", "identified", "in"]
-    for row, own in zip(rows, [row.split()[2] for row in first.splitlines()[1:]]):
+    assert header.split() == ["model", "lineup", "identified", "in_top_5", "mean_rank",
+                              "own_face_mse", "nearest_other"]
+    for row, sheet in zip(rows, first.splitlines()[1:]):
         model, n, identified = row.split()[:3]
         assert n == "3" and 0 <= float(identified) <= 1
-        assert row.split()[-2] == own  # the lineup's distance to its own face is the sheet's MSE
+        # the lineup's distance to its own face is the sheet's MSE, interval and all
+        assert row.split()[-6:-3] == sheet.split()[2:5]
 
 
 def test_reconstruction_mse_bad_input():

@@ -393,6 +393,40 @@ def test_fidelity_frame_and_plot(standin, calibration, tmp_path):
     assert len(fig.axes) == 4
     with pytest.raises(DcignError):
         tv.fidelity_factors(standin, 3)
+    faces = tv.rerender_fidelity(standin, calibration, ("light",), model_name="standin",
+                                 n_identities=2, by_identity=True)
+    assert len(faces) == 17 * 2 and faces["identity"].nunique() == 2
+    pd.testing.assert_frame_equal(tv.fidelity_by_target(faces),
+                                  frame[frame["neuron"] == "light"].reset_index(drop=True))
+
+
+def test_fidelity_summary_intervals_over_identities():
+    from dcign_eval.intervals import difference_verdict
+
+    rng = np.random.default_rng(0)
+    ids, targets = np.arange(12), np.array([-30.0, 0.0, 30.0])
+    base = pd.DataFrame([{"model": "a", "neuron": "azimuth", "latent": 0, "source": 0.0,
+                          "target": t, "identity": i, "n": 1} for i in ids for t in targets])
+    base["mse"] = rng.uniform(0.01, 0.03, len(base))
+    base["recon_mse"] = base["mse"] / 2
+    base["ssim"], base["recon_ssim"] = 1 - 10 * base["mse"], 1 - 10 * base["recon_mse"]
+    worse = base.assign(model="worse", mse=base["mse"] + 0.005, ssim=base["ssim"] - 0.05)
+    frame = pd.concat([base, base.assign(model="same"), worse], ignore_index=True)
+    summary = tv.fidelity_summary(frame, resamples=300, random_state=2)
+    pd.testing.assert_frame_equal(summary, tv.fidelity_summary(frame, 300, 2))
+    s = summary.set_index("model")
+    assert list(summary["model"]) == ["a", "same", "worse"] and (s["identities"] == 12).all()
+    assert s.loc["a", "mse"] == pytest.approx(base["mse"].mean())
+    for score in tv.FIDELITY_SCORES:
+        assert ((s[f"{score}_low"] <= s[score]) & (s[score] <= s[f"{score}_high"])).all()
+    verdict = {m: difference_verdict(s.loc[m, "mse_difference_low"],
+                                     s.loc[m, "mse_difference_high"], "lower")
+               for m in ("same", "worse")}
+    assert verdict == {"same": "not significant", "worse": "significant: higher (worse)"}
+    assert difference_verdict(s.loc["worse", "recon_mse_difference_low"],
+                              s.loc["worse", "recon_mse_difference_high"]) == "not significant"
+    with pytest.raises(DcignError, match="one row per identity"):
+        tv.fidelity_summary(tv.fidelity_by_target(frame))
 
 
 # -- a real tiny DC-IGN, end to end through the CLI ------------------------------------------------

@@ -196,7 +196,7 @@ def _build_sections(models: list[Model], root: Path, seed: int, settings: Report
     with sections("reconstructions"):
         ctx.update(_write(reconstructions.section(models, settings, seed), root))
     with sections("traversals and re-rendering fidelity"):
-        ctx.update(_write(traversals.section(models, settings, root, cache_dir), root))
+        ctx.update(_write(traversals.section(models, settings, root, cache_dir, seed), root))
     with sections("evaluation grid (render or load, encode)"):
         worlds = evaluation_worlds(models, grid_dir, settings.grid_identities)
         codes = {m.name: grid_codes(m, worlds[m.image_size], cache_dir=cache_dir)

@@ -27,7 +27,8 @@ class ReportSettings:
             sample: their Spearman |rho| gets a bootstrap interval over the grid's identities.
         grid_resamples: bootstrap resamples of the grid's identities behind that interval.
         recognition_resamples: bootstrap resamples of the held-out identities behind every
-            recognition and verification figure's 95% interval (0: none).
+            recognition and verification figure's 95% interval, and of the held-out faces behind
+            the reconstruction, lineup and re-rendering fidelity tables' (0: none).
         recognition_identities: held-out identities of the recognition experiment.
         probe_steps: probe grid steps (azimuth, elevation, light) in degrees.
         probes_per_azimuth: (elevation, light) probes per identity and azimuth (None: all).

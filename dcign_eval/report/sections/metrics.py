@@ -45,7 +45,8 @@ METRIC_LABELS = {
     "sap_continuous": ("SAP (continuous)", "higher"),
     "dci_disentanglement": ("DCI disentanglement", "higher"),
     "dci_completeness": ("DCI completeness", "higher"),
-    "dci_informativeness": ("DCI informativeness (test accuracy)", "higher"),
+    "dci_informativeness": ("DCI informativeness (test accuracy; test R² with lasso)",
+                            "higher"),
     "modularity": ("modularity", "higher"), "explicitness": ("explicitness", "higher"),
     "irs": ("IRS", "higher"),
     "gaussian_total_correlation": ("Gaussian total correlation", "lower"),
@@ -59,6 +60,17 @@ METRIC_LABELS = {
     "intrinsic_invariance": ("paper: intrinsic block within / between identity distance",
                              "lower"),
 }
+
+
+def metric_label(metric: str, settings: str = "") -> str:
+    """How the page names ``metric`` (:data:`METRIC_LABELS`, the key itself when unknown), for
+    the estimator its tidy row's ``settings`` names: DCI informativeness is the per-factor
+    classifiers' mean test accuracy, but the lasso estimator's mean test R²
+    (:mod:`dcign_eval.metrics.dci`)."""
+    if metric == "dci_informativeness" and "estimator=" in str(settings):
+        lasso = "estimator=lasso" in str(settings)
+        return f"DCI informativeness (test {'R²' if lasso else 'accuracy'})"
+    return METRIC_LABELS.get(metric, (metric,))[0]
 
 
 #: The tidy metrics table's columns (tables/metrics.csv).
@@ -97,16 +109,19 @@ def _shown(row: pd.Series) -> str:
 
 def metrics_comparison(df: pd.DataFrame) -> pd.DataFrame:
     """The metrics table of the page from the tidy frame (:data:`COLUMNS`): one row per metric;
-    per model (and reference code) its value ± the half-width of its 95% interval (the value
-    alone without one); for each model after the first, whether it differs significantly from
-    the first (:func:`difference_mark`); which direction is better; per model the seconds it
-    took. The ``neuron_*`` bookkeeping rows are left out."""
+    the measure as :func:`metric_label` names it; per model (and reference code) its value ± the
+    half-width of its 95% interval (the value alone without one); for each model after the
+    first, whether it differs significantly from the first (:func:`difference_mark`); which
+    direction is better; per model the seconds it took. The ``neuron_*`` bookkeeping rows are
+    left out."""
     df = df[~df["metric"].str.startswith("neuron_")]
     models = list(dict.fromkeys(df["model"]))
     rows = {(r["model"], r["metric"]): r for _, r in df.iterrows()}
     order = list(dict.fromkeys(df["metric"]))
+    settings = df.drop_duplicates("metric").set_index("metric")["settings"] \
+        if "settings" in df else pd.Series("", index=order)
     out = pd.DataFrame({"metric": order,
-                        "measure": [METRIC_LABELS.get(m, (m, ""))[0] for m in order],
+                        "measure": [metric_label(m, settings[m]) for m in order],
                         "better": [METRIC_LABELS.get(m, ("", ""))[1] for m in order]})
     for label in models:
         out[label] = [_shown(rows[label, m]) if (label, m) in rows else "" for m in order]
@@ -246,8 +261,8 @@ def section(models: Sequence[Model], worlds: Mapping[int, object],
         "num_eval": settings.metrics_num_eval or 5_000,
         "seeds": max(seeds), "one_seed": seeds == [1], "first_seed": seed,
         "level": f"{LEVEL:.0%}",
-        "seeded": [METRIC_LABELS.get(m, (m,))[0] for m in dict.fromkeys(
-            df.loc[df["seeds"] >= 2, "metric"])],
+        "seeded": [metric_label(m, f"estimator={settings.dci_mode}")
+                   for m in dict.fromkeys(df.loc[df["seeds"] >= 2, "metric"])],
         "grid_identities": int(worlds[models[0].image_size].dataset.factors["identity"]
                                .nunique()),
         "grid_resamples": settings.grid_resamples,

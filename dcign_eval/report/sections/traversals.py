@@ -5,6 +5,10 @@ angle), then how well each re-renders held-out faces at new angles.
 Every model sweeps the same angles (:func:`dcign_eval.traverse.angle_sweep`), so frame k of each
 stands for the same angle and one slider moves them together. The frames the movies are made of
 are also written one PNG a frame, for the page's slider to show; the GIF and MP4 are downloads.
+
+The fidelity summary shows each score value ± half its 95% bootstrap interval over the held-out
+identities, and each model against the first by the paired bootstrap of the per-identity
+differences (:func:`dcign_eval.traverse.fidelity_summary`).
 """
 
 from __future__ import annotations
@@ -16,11 +20,17 @@ import pandas as pd
 
 from dcign_eval import traverse as tv
 from dcign_eval.protocol import Model
-from dcign_eval.report.page import Section, figure_link, html_table, table_link
-from dcign_eval.report.sections.reconstructions import absent
+from dcign_eval.intervals import LEVEL
+from dcign_eval.report.page import Section, figure_link, table_link
+from dcign_eval.report.sections.reconstructions import absent, paired_table
 from dcign_eval.report.settings import ReportSettings
 
 ANGLES = tv.NAMED
+#: The fidelity summary's scores: tidy column -> (the page's label, digits, better).
+FIDELITY_FIGURES = {"mse": ("re-rendered MSE", 4, "lower"),
+                    "recon_mse": ("reconstruction MSE", 4, "lower"),
+                    "ssim": ("re-rendered SSIM", 3, "higher"),
+                    "recon_ssim": ("reconstruction SSIM", 3, "higher")}
 
 
 def angle_label(factor: str, degrees: float) -> str:
@@ -33,10 +43,10 @@ def angle_label(factor: str, degrees: float) -> str:
     return text
 
 
-def section(models: Sequence[Model], settings: ReportSettings, root: Path, cache_dir: Path
-            ) -> Section:
+def section(models: Sequence[Model], settings: ReportSettings, root: Path, cache_dir: Path,
+            seed: int = 0) -> Section:
     """Movies and frames are written under ``root/traverse``; the fidelity table and plot are
-    returned."""
+    returned (``seed``: the fidelity bootstrap's resamples, ``settings.recognition_resamples``)."""
     decoding = [m for m in models if m.has_decode]
     context = {"traversals": [], "fidelity": None,
                "traversals_absent": absent(models, "traversals or re-rendering")}
@@ -71,17 +81,21 @@ def section(models: Sequence[Model], settings: ReportSettings, root: Path, cache
         context["traversals"].append({
             "factor": factor, "fps": settings.fps, "frames": settings.traverse_frames,
             "angles": [angle_label(factor, d) for d in degrees], "models": cards})
-    fidelity = pd.concat([tv.rerender_fidelity(m, calibrations[m.name], model_name=m.name,
-                                               n_identities=settings.fidelity_identities)
-                          for m in decoding], ignore_index=True)
-    summary = (fidelity.groupby(["model", "neuron"], sort=False)
-               [["mse", "recon_mse", "ssim", "recon_ssim"]].mean().reset_index()
-               .rename(columns={"mse": "re-rendered MSE", "recon_mse": "reconstruction MSE",
-                                "ssim": "re-rendered SSIM", "recon_ssim": "reconstruction SSIM"}))
+    by_identity = pd.concat([tv.rerender_fidelity(m, calibrations[m.name], model_name=m.name,
+                                                  n_identities=settings.fidelity_identities,
+                                                  by_identity=True)
+                             for m in decoding], ignore_index=True)
+    fidelity = tv.fidelity_by_target(by_identity)
+    summary = tv.fidelity_summary(by_identity, settings.recognition_resamples, seed)
     context["fidelity"] = {"src": figure_link("rerender_fidelity"),
-                           "table": html_table(summary, digits={"re-rendered MSE": 4,
-                                                                "reconstruction MSE": 4}),
+                           "table": paired_table(summary, FIDELITY_FIGURES,
+                                                 {"model": "model", "neuron": "neuron"}),
                            "csv": table_link("rerender_fidelity"),
-                           "identities": settings.fidelity_identities}
-    return Section(context, tables={"rerender_fidelity": fidelity},
+                           "summary_csv": table_link("rerender_fidelity_summary"),
+                           "identities": settings.fidelity_identities,
+                           "resamples": settings.recognition_resamples,
+                           "level": f"{LEVEL:.0%}", "first": decoding[0].name,
+                           "compared": len(decoding) > 1}
+    return Section(context, tables={"rerender_fidelity": fidelity,
+                                    "rerender_fidelity_summary": summary},
                    figures={"rerender_fidelity": tv.plot_fidelity(fidelity)})
