@@ -161,9 +161,11 @@ def test_shipped_recipes_parse():
         assert recipe.stages, path
     dcign = load_recipe(ROOT / "recipes" / "dcign.toml")
     vae = load_recipe(ROOT / "recipes" / "vae.toml")
-    # the shipped models' budget: 78,934 steps of 20 images each
-    for recipe in (dcign, vae):
-        assert sum(s.options["steps"] for s in recipe.stages) == 78_934
+    # the shipped models' budget: at most the 78,934 steps of 20 images of the models they
+    # replaced, and the baseline never trained less than the DC-IGN it is compared with
+    steps = {name: sum(s.options["steps"] for s in recipe.stages)
+             for name, recipe in (("dcign", dcign), ("vae", vae))}
+    assert steps["dcign"] <= steps["vae"] <= 78_934
 
 
 # -- running ---------------------------------------------------------------------------------------
