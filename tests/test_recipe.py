@@ -222,6 +222,15 @@ def test_two_stages_end_to_end(data, two_stages, tmp_path):
     assert (out / "dcign" / "state.json").read_text() == before
 
 
+def test_one_stage_alone_is_the_whole_recipes_stage(data, two_stages, tmp_path):
+    # `--stage pretrain`: how a shipped model that is a recipe's first stage is rebuilt
+    recipe = parse_recipe(recipe_text(data, TWO_STAGES), "two.toml")
+    result = run_recipe(recipe, tmp_path / "out", log=lambda line: None, stage="pretrain")
+    assert result.status == "finished" and result.stage == "pretrain"
+    assert not (tmp_path / "out" / "dcign").exists()
+    assert_same_weights(two_stages / "pretrain", tmp_path / "out" / "pretrain")
+
+
 def test_a_crash_mid_recipe_then_the_same_command_finishes_identically(data, two_stages,
                                                                        tmp_path, monkeypatch):
     recipe = parse_recipe(recipe_text(data, TWO_STAGES), "two.toml")
