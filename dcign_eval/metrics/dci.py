@@ -255,7 +255,7 @@ def _histogram_gbt(x, y, x_test, seed: int):
     handed = (gradient32.T, hessian32.T) if trees > 1 else (gradient32[0], hessian32[0])
     for stage in range(GBT_STAGES):
         p = _expit(raw) if binary else _softmax(raw)
-        gradient32[...] = (p - targets).T
+        _residuals(p, targets, gradient32)
         if booster.update(fobj=lambda _raw, _data: handed) \
                 or booster.current_iteration() <= stage:  # nothing left to split
             break
@@ -304,6 +304,14 @@ def _stage_trees(booster, stage: int, trees: int):
 _TREE_FIELDS = ("num_leaves", "decision_type", "split_feature", "threshold", "left_child",
                 "right_child")
 _TREE_FIELD_LINE = re.compile(rf"^({'|'.join(_TREE_FIELDS)})=(.*)$", re.MULTILINE)
+
+
+@numba.njit(cache=True)
+def _residuals(p, targets, out):
+    """out (trees, N), single precision, class after class = p - targets (N, trees)."""
+    for i in range(p.shape[0]):
+        for k in range(p.shape[1]):
+            out[k, i] = p[i, k] - targets[i, k]
 
 
 @numba.njit(cache=True)
@@ -368,10 +376,23 @@ def histogram_bins(num_latents: int) -> int:
 
 
 def _softmax(raw: np.ndarray) -> np.ndarray:
-    e = raw - raw.max(axis=1, keepdims=True)
+    e = _minus_row_max(raw)
     np.exp(e, out=e)
     e /= e.sum(axis=1, keepdims=True)
     return e
+
+
+@numba.njit(cache=True)
+def _minus_row_max(raw):
+    """raw minus the largest value of its row (the shift of a stable softmax), in one pass."""
+    out = np.empty_like(raw)
+    for i in range(raw.shape[0]):
+        top = raw[i, 0]
+        for k in range(1, raw.shape[1]):
+            top = max(top, raw[i, k])
+        for k in range(raw.shape[1]):
+            out[i, k] = raw[i, k] - top
+    return out
 
 
 def _expit(raw: np.ndarray) -> np.ndarray:
