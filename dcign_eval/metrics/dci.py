@@ -20,19 +20,25 @@ Five estimators of R (``DCI_MODES``), named in every result (``mode``):
   leaves set by one Newton step) re-enacted on LightGBM's histogram tree learner (Ke et al.
   2017). Each tree is grown on the residuals with unit hessians, so LightGBM's split gain is the
   squared-error reduction scikit-learn's ``friedman_mse`` splits on and its ``feature_importances_``
-  sum; its leaves are then overwritten by scikit-learn's Newton step (times (K - 1) / K for K
-  classes), so the next stage sees the same residuals. What remains different is where splits
-  may fall: histogram bins (``GBT_HIST_BIN_BUDGET`` / latents per latent, at least 255) instead of
-  every midpoint. A code with few latents thus gets one bin per distinct value (exact splits: the
-  late trees of the noisy sanity code split off one or two points, and 255 bins moved its D by
-  0.08), while the scan cost of 200 latents stays at 255 bins each (0.01 from ``"gbt"`` on the
-  shipped models). Also different: gradients in single precision, thresholds at bin edges
-  rather than midpoints (test predictions only), and the order in which tied splits are taken.
+  sum; its leaves then take scikit-learn's Newton step (times (K - 1) / K for K classes), so the
+  next stage sees the same residuals. The steps are kept beside LightGBM's model rather than
+  written into it: each stage's trees are read from the model's text and one compiled pass
+  (numba) sends the training and test points down them, sums the leaves and advances the scores,
+  where a LightGBM prediction per stage and a write per leaf took about as long as growing the
+  trees on the bench's identity code (the same importances and predictions to the last bit; a
+  test checks it against the steps written into LightGBM's model). What remains different is
+  where splits may fall: histogram bins (``GBT_HIST_BIN_BUDGET`` / latents per latent, at
+  least 255) instead of every midpoint. A code with few latents thus gets one bin per distinct
+  value (exact splits: the late trees of the noisy sanity code split off one or two points, and
+  255 bins moved its D by 0.08), while the scan cost of 200 latents stays at 255 bins each
+  (0.01 from ``"gbt"`` on the shipped models). Also different: gradients in single precision,
+  thresholds at bin edges rather than midpoints (test predictions only), and the order in which
+  tied splits are taken.
   Measured on one sample of 2,000 training / 5,000 test points (seed 0; ``python
   bench/bench_metrics.py --agreement --num-train 2000 --models dcign vae``, docs/analyses.md has
   the table): within 0.003 of ``"gbt"`` on D, C and I of the identity, rotated, noisy, noise and
-  duplicated codes at 4-5x less CPU, and within 0.010 on the shipped DC-IGN and VAE at 24-28x
-  less.
+  duplicated codes at 6.5-7.5x less CPU, and within 0.010 on the shipped DC-IGN and VAE at
+  24-28x less.
 - ``"gbt"`` (faithful, the reference's): scikit-learn's ``GradientBoostingClassifier`` with its
   defaults, impurity-based ``feature_importances_``. Exact but slow: about a minute for 10,000
   points on the sanity factors, dominated by the 40-class factor, and tens of minutes on the
