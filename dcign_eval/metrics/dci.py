@@ -20,19 +20,25 @@ Five estimators of R (``DCI_MODES``), named in every result (``mode``):
   leaves set by one Newton step) re-enacted on LightGBM's histogram tree learner (Ke et al.
   2017). Each tree is grown on the residuals with unit hessians, so LightGBM's split gain is the
   squared-error reduction scikit-learn's ``friedman_mse`` splits on and its ``feature_importances_``
-  sum; its leaves are then overwritten by scikit-learn's Newton step (times (K - 1) / K for K
-  classes), so the next stage sees the same residuals. What remains different is where splits
-  may fall: histogram bins (``GBT_HIST_BIN_BUDGET`` / latents per latent, at least 255) instead of
-  every midpoint. A code with few latents thus gets one bin per distinct value (exact splits: the
-  late trees of the noisy sanity code split off one or two points, and 255 bins moved its D by
-  0.08), while the scan cost of 200 latents stays at 255 bins each (0.01 from ``"gbt"`` on the
-  shipped models). Also different: gradients in single precision, thresholds at bin edges
-  rather than midpoints (test predictions only), and the order in which tied splits are taken.
+  sum; its leaves then take scikit-learn's Newton step (times (K - 1) / K for K classes), so the
+  next stage sees the same residuals. The steps are kept beside LightGBM's model rather than
+  written into it: each stage's trees are read from the model's text and one compiled pass
+  (numba) sends the training and test points down them, sums the leaves and advances the scores,
+  where a LightGBM prediction per stage and a write per leaf took about as long as growing the
+  trees on the bench's identity code (the same importances and predictions to the last bit; a
+  test checks it against the steps written into LightGBM's model). What remains different is
+  where splits may fall: histogram bins (``GBT_HIST_BIN_BUDGET`` / latents per latent, at
+  least 255) instead of every midpoint. A code with few latents thus gets one bin per distinct
+  value (exact splits: the late trees of the noisy sanity code split off one or two points, and
+  255 bins moved its D by 0.08), while the scan cost of 200 latents stays at 255 bins each
+  (0.01 from ``"gbt"`` on the shipped models). Also different: gradients in single precision,
+  thresholds at bin edges rather than midpoints (test predictions only), and the order in which
+  tied splits are taken.
   Measured on one sample of 2,000 training / 5,000 test points (seed 0; ``python
   bench/bench_metrics.py --agreement --num-train 2000 --models dcign vae``, docs/analyses.md has
   the table): within 0.003 of ``"gbt"`` on D, C and I of the identity, rotated, noisy, noise and
-  duplicated codes at 4-5x less CPU, and within 0.010 on the shipped DC-IGN and VAE at 24-28x
-  less.
+  duplicated codes at 6.5-7.5x less CPU, and within 0.010 on the shipped DC-IGN and VAE at
+  24-28x less.
 - ``"gbt"`` (faithful, the reference's): scikit-learn's ``GradientBoostingClassifier`` with its
   defaults, impurity-based ``feature_importances_``. Exact but slow: about a minute for 10,000
   points on the sanity factors, dominated by the 40-class factor, and tens of minutes on the
@@ -67,6 +73,9 @@ entropy has base 1 and is taken as 0, so disentanglement (completeness) is 1 for
 
 from __future__ import annotations
 
+import re
+
+import numba
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier
@@ -213,6 +222,12 @@ def _histogram_gbt(x, y, x_test, seed: int):
     Each leaf is then set to scikit-learn's Newton step, sum(y - p) / sum(p (1 - p)), times
     (K - 1) / K for K > 2 classes, times the learning rate; the raw scores start at the log
     class priors. A two-class factor boosts one tree per stage on the logit, as scikit-learn.
+
+    The Newton steps are kept here, not written into LightGBM's model: each stage's trees are read
+    from the model (:func:`_stage_trees`), and :func:`_newton_stage` sends the training and test
+    points down them by LightGBM's decision rule, sums each leaf's residuals and hessians in the
+    order of the points and advances the raw scores by the leaves' steps (the test scores from 0,
+    the prior added last, as LightGBM's prediction would sum them).
     """
     import lightgbm  # slow to import (it loads its shared library); only boosted modes need it
 
@@ -228,8 +243,10 @@ def _histogram_gbt(x, y, x_test, seed: int):
         targets, init = onehot[:, 1:], np.log(prior[1:] / prior[:1])
     else:
         targets, init = onehot, np.log(prior)
+    x, x_test, targets = (np.ascontiguousarray(a, np.float64) for a in (x, x_test, targets))
     trees = targets.shape[1]
     raw = np.tile(init, (n, 1))
+    raw_test = np.zeros((len(x_test), trees))
     params = dict(objective="none", num_class=trees, max_depth=GBT_DEPTH,
                   num_leaves=2 ** GBT_DEPTH, learning_rate=GBT_LEARNING_RATE,
                   min_data_in_leaf=1, min_sum_hessian_in_leaf=0.0, min_data_in_bin=1,
@@ -238,35 +255,112 @@ def _histogram_gbt(x, y, x_test, seed: int):
                   verbose=-1)
     booster = lightgbm.Booster(params, lightgbm.Dataset(x, params=params))
     shrink = 1.0 if binary else (num_classes - 1) / num_classes
+    # the gradients in LightGBM's layout (class after class) and precision, handed over uncopied
+    gradient32 = np.empty((trees, n), np.float32)
+    hessian32 = np.ones((trees, n), np.float32)
+    handed = (gradient32.T, hessian32.T) if trees > 1 else (gradient32[0], hessian32[0])
     for stage in range(GBT_STAGES):
         p = _expit(raw) if binary else _softmax(raw)
-        gradient = p - targets
-        grad = gradient if trees > 1 else gradient[:, 0]  # LightGBM: 1-D for one tree
-        if booster.update(fobj=lambda _raw, _data: (grad, np.ones_like(grad))) \
+        _residuals(p, targets, gradient32)
+        if booster.update(fobj=lambda _raw, _data: handed) \
                 or booster.current_iteration() <= stage:  # nothing left to split
             break
-        leaves = booster.predict(x, pred_leaf=True, start_iteration=stage, num_threads=1,
-                                 num_iteration=1).reshape(n, trees).astype(np.int64)
-        # every (tree, leaf) of the stage at once: slot = tree * leaves per tree + leaf
-        width = 2 ** GBT_DEPTH
-        slots = (leaves + np.arange(trees) * width).ravel()
-        numerator = shrink * np.bincount(slots, -gradient.ravel(), trees * width)
-        denominator = np.bincount(slots, (p * (1 - p)).ravel(), trees * width)
-        step = np.divide(numerator, denominator, out=np.zeros(trees * width),
-                         where=np.abs(denominator) >= 1e-150) * GBT_LEARNING_RATE
-        step = step.reshape(trees, width)
-        for k, size in enumerate(leaves.max(axis=0) + 1):
-            for index in range(int(size)):
-                booster.set_leaf_output(stage * trees + k, index, float(step[k, index]))
-        raw += step[np.arange(trees), leaves]
+        _newton_stage(x, x_test, *_stage_trees(booster, stage, trees), p, targets, shrink,
+                      GBT_LEARNING_RATE, raw, raw_test)
     gain = booster.feature_importance("gain").astype(np.float64)
     importances = gain / gain.sum() if gain.sum() > 0 else gain
-    raw_test = init + booster.predict(x_test, raw_score=True, num_threads=1).reshape(
-        len(x_test), trees)
+    raw_test = init + raw_test
 
     def predict(scores):
         return classes[(scores[:, 0] > 0).astype(int)] if binary else classes[scores.argmax(1)]
     return importances, predict(raw), predict(raw_test)
+
+
+def _stage_trees(booster, stage: int, trees: int):
+    """The ``trees`` trees of boosting stage ``stage`` as arrays (trees, 2 ** GBT_DEPTH - 1) of
+    their internal nodes, read from LightGBM's model text: split latent, threshold, left and
+    right child (LightGBM's numbering: a child c >= 0 is node c, c < 0 is leaf ~c). A tree
+    without a split gets one node sending every point to leaf 0; unused nodes are never reached.
+    """
+    text = booster.model_to_string(start_iteration=stage, num_iteration=1)
+    fields = {key: [] for key in _TREE_FIELDS}
+    for key, value in _TREE_FIELD_LINE.findall(text[:text.index("end of trees")]):
+        fields[key].append(value)
+
+    def values(key, dtype):  # one tree's nodes after the other's
+        return np.array(" ".join(fields[key]).split(), dtype)
+
+    splits = np.array(fields["num_leaves"], np.int64) - 1
+    if len(splits) != trees:
+        raise RuntimeError(f"LightGBM's stage {stage} has {len(splits)} trees, expected {trees}")
+    if np.any(values("decision_type", np.int64) & ~2):  # only "x <= threshold goes left" here
+        raise RuntimeError("LightGBM split on a category or a missing value (codes are finite)")
+    nodes = 2 ** GBT_DEPTH - 1
+    used = np.arange(nodes) < splits[:, None]
+    feature, threshold = np.zeros((trees, nodes), np.int64), np.full((trees, nodes), np.inf)
+    left, right = np.full((trees, nodes), -1, np.int64), np.full((trees, nodes), -1, np.int64)
+    feature[used] = values("split_feature", np.int64)
+    threshold[used] = values("threshold", np.float64)  # written with 17 digits: exact
+    left[used] = values("left_child", np.int64)
+    right[used] = values("right_child", np.int64)
+    return feature, threshold, left, right
+
+
+#: The fields of a tree in LightGBM's model text that :func:`_stage_trees` reads.
+_TREE_FIELDS = ("num_leaves", "decision_type", "split_feature", "threshold", "left_child",
+                "right_child")
+_TREE_FIELD_LINE = re.compile(rf"^({'|'.join(_TREE_FIELDS)})=(.*)$", re.MULTILINE)
+
+
+@numba.njit(cache=True)
+def _residuals(p, targets, out):
+    """out (trees, N), single precision, class after class = p - targets (N, trees)."""
+    for i in range(p.shape[0]):
+        for k in range(p.shape[1]):
+            out[k, i] = p[i, k] - targets[i, k]
+
+
+@numba.njit(cache=True)
+def _tree_leaf(x, i, feature, threshold, left, right, t):
+    """Leaf of point x[i] in tree t of :func:`_stage_trees`' arrays: LightGBM's numerical
+    decision, left when x <= threshold."""
+    node = 0
+    while node >= 0:
+        if x[i, feature[t, node]] <= threshold[t, node]:
+            node = left[t, node]
+        else:
+            node = right[t, node]
+    return ~node
+
+
+@numba.njit(cache=True)
+def _newton_stage(x, x_test, feature, threshold, left, right, p, targets, shrink, learning_rate,
+                  raw, raw_test):
+    """One stage's Newton leaves: each tree's leaf k gets shrink * sum(y - p) / sum(p (1 - p))
+    over its training points (0 where that is below 1e-150), times the learning rate, which is
+    added to the raw scores (N, trees) of the training and test points in the leaf."""
+    n, trees = p.shape
+    width = feature.shape[1] + 1
+    numerator = np.zeros((trees, width))
+    denominator = np.zeros((trees, width))
+    leaves = np.empty((n, trees), np.int64)
+    for i in range(n):
+        for t in range(trees):
+            leaf = _tree_leaf(x, i, feature, threshold, left, right, t)
+            leaves[i, t] = leaf
+            numerator[t, leaf] += targets[i, t] - p[i, t]
+            denominator[t, leaf] += p[i, t] * (1 - p[i, t])
+    step = np.zeros((trees, width))
+    for t in range(trees):
+        for leaf in range(width):
+            if abs(denominator[t, leaf]) >= 1e-150:
+                step[t, leaf] = shrink * numerator[t, leaf] / denominator[t, leaf] * learning_rate
+    for i in range(n):
+        for t in range(trees):
+            raw[i, t] += step[t, leaves[i, t]]
+    for i in range(x_test.shape[0]):
+        for t in range(trees):
+            raw_test[i, t] += step[t, _tree_leaf(x_test, i, feature, threshold, left, right, t)]
 
 
 def _lightgbm_classifier(seed: int):
@@ -288,8 +382,23 @@ def histogram_bins(num_latents: int) -> int:
 
 
 def _softmax(raw: np.ndarray) -> np.ndarray:
-    e = np.exp(raw - raw.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    e = _minus_row_max(raw)
+    np.exp(e, out=e)
+    e /= e.sum(axis=1, keepdims=True)
+    return e
+
+
+@numba.njit(cache=True)
+def _minus_row_max(raw):
+    """raw minus the largest value of its row (the shift of a stable softmax), in one pass."""
+    out = np.empty_like(raw)
+    for i in range(raw.shape[0]):
+        top = raw[i, 0]
+        for k in range(1, raw.shape[1]):
+            top = max(top, raw[i, k])
+        for k in range(raw.shape[1]):
+            out[i, k] = raw[i, k] - top
+    return out
 
 
 def _expit(raw: np.ndarray) -> np.ndarray:
