@@ -8,10 +8,13 @@
   mean what they should, and rendering 300 of them takes milliseconds.
 * ``tiny_runs``: untrained run directories, one with named latents and one without.
 * ``hold_lock``: another process holding a directory lock.
+* ``run_script``: a script under scripts/ run in-process, as its ``__main__`` block runs it.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import subprocess
 import sys
@@ -173,6 +176,42 @@ def hold_lock():
         assert proc.stdout.readline().strip() == "locked"
         return proc
     return start
+
+
+# -- the scripts under scripts/, in-process ------------------------------------------------------
+
+SCRIPTS = ROOT / "scripts"
+
+
+@functools.cache
+def _script_module(name: str):
+    """scripts/NAME loaded once per session as a module (its ``__main__`` block does not run)."""
+    spec = importlib.util.spec_from_file_location(f"script_{Path(name).stem}", SCRIPTS / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def run_script(monkeypatch, capsys):
+    """``run_script(name, *args) -> (exit status, stdout, stderr)`` of ``python scripts/NAME
+    ARGS`` in-process: the script's ``main`` under :func:`trainer.errors.run_main`, as its
+    ``__main__`` block runs it, without a new interpreter importing torch each time (the scripts
+    as real processes: tests/test_scripts.py)."""
+    from trainer.errors import run_main
+
+    def run(name: str, *args) -> tuple[int, str, str]:
+        module = _script_module(name)
+        monkeypatch.setattr(sys, "argv", [str(SCRIPTS / name), *map(str, args)])
+        capsys.readouterr()  # only this run's output
+        try:
+            run_main(module.main)
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+    return run
 
 
 # -- the main job, run once ----------------------------------------------------------------------

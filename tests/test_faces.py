@@ -248,7 +248,8 @@ def test_killed_render_leaves_nothing_loadable(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # the temporary directory is gone too
 
 
-def run_cli(*args):
+def run_cli_process(*args):
+    """``python -m dcign_eval.cli ARGS`` as a real process."""
     return subprocess.run([sys.executable, "-m", "dcign_eval.cli", *args],
                           capture_output=True, text=True)
 
@@ -261,20 +262,23 @@ def run_cli(*args):
     (["render", "grid", "--out", "/proc/forbidden/g", "--identities", "1"], "cannot write"),
     (["render", "monovariant", "--test-identities", "5"], "test-identities"),
 ])
-def test_cli_bad_arguments_one_line_nonzero(args, message, tmp_path):
+def test_cli_bad_arguments_one_line_nonzero(args, message, tmp_path, run_cli):
+    # in-process (conftest's run_cli): any exception but the CLI's own exit fails the test there
     if "--out" not in args:
         args = args + ["--out", str(tmp_path / "d")]
-    r = run_cli(*args)
-    assert r.returncode != 0
-    assert message in r.stderr
-    errors = [l for l in r.stderr.splitlines() if "error" in l.lower() or "Error" in l]
-    assert len(errors) >= 1 and "Traceback" not in r.stderr
+    code, out, err = run_cli(args)
+    assert code != 0
+    assert message in err
+    errors = [l for l in err.splitlines() if "error" in l.lower() or "Error" in l]
+    assert len(errors) >= 1 and "Traceback" not in err
+    assert not (tmp_path / "d").exists()
 
 
 def test_cli_grid_and_preview(tmp_path):
     out, png = tmp_path / "g", tmp_path / "sheet.png"
-    r = run_cli("render", "grid", "--out", str(out), "--identities", "2", "--azimuth-step", "90",
-                "--elevation-step", "30", "--light-step", "80", "--preview", str(png))
+    r = run_cli_process("render", "grid", "--out", str(out), "--identities", "2",
+                        "--azimuth-step", "90", "--elevation-step", "30", "--light-step", "80",
+                        "--preview", str(png))
     assert r.returncode == 0, r.stderr
     assert "54 images" in r.stdout
     import imageio.v3 as iio

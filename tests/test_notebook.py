@@ -49,6 +49,9 @@ def test_walkthrough_notebook_executes(tmp_path, monkeypatch):
     monkeypatch.setenv("DCIGN_EVAL_NOTEBOOK_OUT", str(tmp_path / "out"))
     monkeypatch.setenv("DCIGN_EVAL_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    # DCI fits its factors in the kernel itself: starting joblib's worker processes there would
+    # take longer than the tiny fits (the parallel fits are tested in the metrics' own tests)
+    monkeypatch.setenv("JOBLIB_MULTIPROCESSING", "0")
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend
     work = tmp_path / "work"
     work.mkdir()

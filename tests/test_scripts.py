@@ -1,5 +1,9 @@
 """The scripts under scripts/: their output, and bad input ending each with one ``error:`` line
-and exit status 2."""
+and exit status 2.
+
+Each script runs once as a real process (``python scripts/NAME``, as a user runs it); the other
+tests call its ``main`` in-process (the ``run_script`` fixture of tests/conftest.py), which runs
+the same code without a new interpreter importing torch for each call."""
 
 import json
 import subprocess
@@ -12,20 +16,35 @@ import pandas as pd
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
-def run(*args):
-    return subprocess.run([sys.executable, str(SCRIPTS / "reconstruction_mse.py"), *args],
-                          capture_output=True, text=True, timeout=300)
+def test_each_script_runs_as_a_file_and_refuses_bad_input_with_one_line(tmp_path):
+    bad = {"reconstruction_mse.py": ["no-such-model"],
+           "blind_lineup.py": ["read"],
+           "select_checkpoint.py": [str(tmp_path / "none")],
+           "ship_model.py": [str(tmp_path / "none"), "dcign"],
+           "build_head_asset.py": [str(tmp_path / "none.whl"), "--out",
+                                   str(tmp_path / "head.npz")]}
+    procs = {script: subprocess.Popen([sys.executable, str(SCRIPTS / script), *args],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      cwd=tmp_path)
+             for script, args in bad.items()}  # at once: each spends its time importing
+    for script, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 2, (script, err)
+        assert err.startswith("error: ") and err.count("\n") == 1, (script, err)
+        assert out == "", (script, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing rendered or written
 
 
-def test_reconstruction_mse_table(tmp_path):
-    r = run("vae", "dcign", "--faces", "3", "--csv", str(tmp_path / "rec.csv"))
-    assert r.returncode == 0, r.stderr
+def test_reconstruction_mse_table(tmp_path, run_script):
+    code, out, err = run_script("reconstruction_mse.py", "vae", "dcign", "--faces", "3",
+                                "--csv", tmp_path / "rec.csv")
+    assert code == 0, err
     tidy = pd.read_csv(tmp_path / "rec.csv")
     assert list(tidy.columns) == ["model", "metric", "value", "faces"]
     assert sorted(zip(tidy.model, tidy.metric)) == [
         ("dcign", "reconstruction_mse"), ("dcign", "reconstruction_ssim"),
         ("vae", "reconstruction_mse"), ("vae", "reconstruction_ssim")]
-    first, second = r.stdout.strip().split("\n\n")
+    first, second = out.strip().split("\n\n")
     header, *rows = first.splitlines()
     assert header.split() == ["model", "faces", "MSE", "SSIM"]
     assert [row.split()[:2] for row in rows] == [["vae", "3"], ["dcign", "3"]]
@@ -43,38 +62,37 @@ def test_reconstruction_mse_table(tmp_path):
         assert row.split()[-6:-3] == sheet.split()[2:5]
 
 
-def test_reconstruction_mse_bad_input():
+def test_reconstruction_mse_bad_input(run_script):
     for args in (["no-such-model"], ["vae", "--faces", "0"]):
-        r = run(*args)
-        assert r.returncode == 2
-        assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
+        code, out, err = run_script("reconstruction_mse.py", *args)
+        assert code == 2
+        assert err.startswith("error: ") and err.count("\n") == 1
 
 
-def test_blind_lineup_makes_sheets_and_scores_answers(tmp_path):
-    script = [sys.executable, str(SCRIPTS / "blind_lineup.py")]
-    r = subprocess.run(script + ["make", "vae", "--out", str(tmp_path), "--rows", "7",
-                                 "--faces", "8", "--control"],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+def test_blind_lineup_makes_sheets_and_scores_answers(tmp_path, run_script):
+    def blind(*args):
+        return run_script("blind_lineup.py", *args)
+
+    code, out, err = blind("make", "vae", "--out", tmp_path, "--rows", "7", "--faces", "8",
+                           "--control")
+    assert code == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["key.json", "sheet-1.png",
                                                            "sheet-2.png"]
     answers = json.loads((tmp_path / "key.json").read_text())["answers"]
-    r = subprocess.run(script + ["score", str(tmp_path), ",".join(map(str, answers))],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and "7 of 7 right" in r.stdout
+    code, out, err = blind("score", tmp_path, ",".join(map(str, answers)))
+    assert code == 0 and "7 of 7 right" in out
     assert not (tmp_path / "readings.json").exists()  # kept only when a reader is named
 
     wrong = [a % 2 + 1 for a in answers]  # never the answer
     for reader, given in (("ann", answers), ("bob", wrong), ("ann", answers)):
-        r = subprocess.run(script + ["score", str(tmp_path), ",".join(map(str, given)),
-                                     "--reader", reader], capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
+        code, out, err = blind("score", tmp_path, ",".join(map(str, given)), "--reader", reader)
+        assert code == 0, err
     readings = json.loads((tmp_path / "readings.json").read_text())
     assert sorted(readings) == ["ann", "bob"]  # a reader scored again replaces their reading
     assert (readings["ann"]["right"], readings["bob"]["right"]) == (7, 0)
-    r = subprocess.run(script + ["summary", str(tmp_path)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    header, row = r.stdout.strip().splitlines()
+    code, out, err = blind("summary", tmp_path)
+    assert code == 0, err
+    header, row = out.strip().splitlines()
     assert header.split()[:3] == ["model", "probe", "readers"]
     assert row.split()[0] == "vae" and "another pose" in row
     assert row.split()[-6:-1] == ["2", "7", "14", "0.5", "0.2"]  # readers .. chance
@@ -82,21 +100,20 @@ def test_blind_lineup_makes_sheets_and_scores_answers(tmp_path):
         (tmp_path / copy).mkdir(parents=True)
         for name in ("key.json", "readings.json"):
             (tmp_path / copy / name).write_bytes((tmp_path / name).read_bytes())
-    r = subprocess.run(script + ["summary", str(tmp_path / "many")], capture_output=True,
-                       text=True)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip().splitlines()[1].split()[-6:-1] == ["2", "14", "28", "0.5", "0.2"]
+    code, out, err = blind("summary", tmp_path / "many")
+    assert code == 0, err
+    assert out.strip().splitlines()[1].split()[-6:-1] == ["2", "14", "28", "0.5", "0.2"]
 
     (tmp_path / "torn").mkdir()
     (tmp_path / "torn" / "key.json").write_bytes((tmp_path / "key.json").read_bytes())
     (tmp_path / "torn" / "readings.json").write_text('{"ann": {"right": 3')
-    for bad in (["score", str(tmp_path), "1,2"], ["score", str(tmp_path / "none"), "1"],
-                ["make", "vae", "--out", str(tmp_path / "x"), "--faces", "0"],
-                ["summary", str(tmp_path / "torn")], ["summary", str(tmp_path / "none")],
-                ["summary", str(tmp_path / "key.json")]):
-        r = subprocess.run(script + bad, capture_output=True, text=True, timeout=300)
-        assert r.returncode == 2 and r.stderr.startswith("error: ")
-        assert r.stderr.count("\n") == 1, r.stderr
+    for bad in (["score", tmp_path, "1,2"], ["score", tmp_path / "none", "1"],
+                ["make", "vae", "--out", tmp_path / "x", "--faces", "0"],
+                ["summary", tmp_path / "torn"], ["summary", tmp_path / "none"],
+                ["summary", tmp_path / "key.json"]):
+        code, out, err = blind(*bad)
+        assert code == 2 and err.startswith("error: ")
+        assert err.count("\n") == 1, err
 
 
 def test_ship_model_card_names_every_stage(tmp_path, make_monovariant_data):
@@ -162,21 +179,21 @@ def test_ship_model_card_names_every_stage(tmp_path, make_monovariant_data):
     assert mono["unclamped share (random batches, nothing clamped)"] == "0.5"
 
 
-def test_the_other_scripts_refuse_bad_input_with_one_line(tmp_path):
+def test_the_other_scripts_refuse_bad_input_with_one_line(tmp_path, monkeypatch, run_script):
+    monkeypatch.chdir(tmp_path)  # select_checkpoint's default --grid-dir is ./data
     for script, args in (("select_checkpoint.py", []),
-                         ("select_checkpoint.py", [str(tmp_path / "none")]),
-                         ("ship_model.py", [str(tmp_path / "none"), "dcign"]),
-                         ("ship_model.py", [str(tmp_path), "bogus"]),
-                         ("ship_model.py", [str(tmp_path), "vae", "--metrics",
-                                            str(tmp_path / "none.csv")]),
-                         ("ship_model.py", [str(tmp_path), "vae", "--stages", __file__]),
-                         ("build_head_asset.py", [str(tmp_path / "none.whl"), "--out",
-                                                  str(tmp_path / "head.npz")]),
+                         ("select_checkpoint.py", [tmp_path / "none"]),
+                         ("ship_model.py", [tmp_path / "none", "dcign"]),
+                         ("ship_model.py", [tmp_path, "bogus"]),
+                         ("ship_model.py", [tmp_path, "vae", "--metrics",
+                                            tmp_path / "none.csv"]),
+                         ("ship_model.py", [tmp_path, "vae", "--stages", __file__]),
+                         ("build_head_asset.py", [tmp_path / "none.whl", "--out",
+                                                  tmp_path / "head.npz"]),
                          ("blind_lineup.py", ["read"])):
-        r = subprocess.run([sys.executable, str(SCRIPTS / script), *args], capture_output=True,
-                           text=True, timeout=300, cwd=tmp_path)
-        assert r.returncode == 2, (script, args, r.stderr)
-        assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, (script, r.stderr)
+        code, out, err = run_script(script, *args)
+        assert code == 2, (script, args, err)
+        assert err.startswith("error: ") and err.count("\n") == 1, (script, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing rendered or written
 
 

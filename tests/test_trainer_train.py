@@ -478,12 +478,16 @@ def test_unknown_config_keys(data, tmp_path):
 def test_cli_prints_one_line_and_exits_2(tmp_path):
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(json.dumps({"lrr": 0.1}))
-    for args in (["--config", str(cfg_file)], ["--data", str(tmp_path / "no"), "--out", "x"]):
-        proc = subprocess.run([sys.executable, "-m", "trainer", *args], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120,
-                              env=dict(os.environ, OMP_NUM_THREADS="1"))
-        assert proc.returncode == 2
-        assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "trainer", "--config", str(cfg_file)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
+    # any other bad input reaches that same line as one DcignError (no new interpreter needed)
+    with pytest.raises(DcignError) as e:
+        trainer_main(["--data", str(tmp_path / "no"), "--out", str(tmp_path / "x")])
+    assert "no data directory" in one_line_error(e)
+    assert not (tmp_path / "x").exists()
 
 
 def test_dcign_eval_train_forwards_to_the_trainer(data, tmp_path):
@@ -579,14 +583,15 @@ def test_a_second_train_into_the_same_run_is_refused(data, tmp_path):
         while not (out / "state.json").exists():  # it holds the lock and has written once
             assert first.poll() is None and time.time() < deadline, first.stderr.read()
             time.sleep(0.2)
-        second = subprocess.run([sys.executable, "-m", "trainer", *args, "--steps", "3"],
-                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-        assert second.returncode == 2
-        assert second.stderr == (f"error: {out} is being written by another process "
-                                 f"(pid {first.pid})\n")
-        resumed = subprocess.run([sys.executable, "-m", "trainer", "--out", str(out), "--resume"],
-                                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-        assert resumed.returncode == 2 and "another process" in resumed.stderr
+        # the second train runs here, in this process: the lock is an flock, held against every
+        # process but the trainer's own (the CLI's error line: test_cli_prints_one_line...)
+        with pytest.raises(DcignError) as e:
+            trainer_main([*args, "--steps", "3"])
+        assert one_line_error(e) == f"{out} is being written by another process (pid {first.pid})"
+        with pytest.raises(DcignError) as e:
+            trainer_main(["--out", str(out), "--resume"])
+        assert "another process" in one_line_error(e)
+        assert first.poll() is None  # refused while the first was still training
     finally:
         first.send_signal(signal.SIGKILL)  # no chance to tidy up: a stale lock stays
         first.wait()
