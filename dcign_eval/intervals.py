@@ -103,6 +103,14 @@ def format_interval(value, low=None, high=None, digits: int = 3) -> str:
     return f"{shown} ± {_number(half, digits) if 'e' in shown else f'{half:.{digits}f}'}"
 
 
+def with_interval(frame: pd.DataFrame, value: str, digits: int = 3) -> list[str]:
+    """Column ``value`` written value ± half its interval (``<value>_low``, ``<value>_high``),
+    or the value alone where there is none (no resamples)."""
+    low = frame.get(f"{value}_low", pd.Series(float("nan"), index=frame.index))
+    high = frame.get(f"{value}_high", pd.Series(float("nan"), index=frame.index))
+    return [format_interval(v, lo, hi, digits) for v, lo, hi in zip(frame[value], low, high)]
+
+
 def paired_means(values: Mapping[str, pd.DataFrame], resamples: int = RESAMPLES,
                  random_state=0, level: float = LEVEL) -> pd.DataFrame:
     """Per model the mean of each measure over the groups, with its percentile bootstrap interval

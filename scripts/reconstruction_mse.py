@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dcign_eval.intervals import format_interval
+from dcign_eval.intervals import with_interval
 from dcign_eval.lineup import lineup, lineup_table
 from dcign_eval.protocol import load_models
 from dcign_eval.reconstruction import held_out_faces, reconstruction_table, reconstructions
@@ -65,12 +65,9 @@ def main() -> None:
 def shown(table: pd.DataFrame, columns: dict[str, str]) -> str:
     """``columns`` of ``table`` as text, renamed; a figure with ``_low`` and ``_high`` written
     value ± half its 95% interval (4 decimals)."""
-    out = {}
-    for column, label in columns.items():
-        out[label] = [format_interval(v, lo, hi, 4) for v, lo, hi in
-                      zip(table[column], table[f"{column}_low"], table[f"{column}_high"])] \
-            if f"{column}_low" in table else table[column]
-    return pd.DataFrame(out).to_string(index=False)
+    return pd.DataFrame({label: with_interval(table, column, 4) if f"{column}_low" in table
+                         else table[column] for column, label in columns.items()}
+                        ).to_string(index=False)
 
 if __name__ == "__main__":
     run_main(main)

@@ -187,7 +187,8 @@ def test_reconstructions_lineup_and_fidelity_show_intervals_and_say_how(demo):
 
 def test_paired_table_writes_values_with_intervals_and_verdicts():
     from dcign_eval.intervals import paired_means
-    from dcign_eval.report.sections.reconstructions import RECONSTRUCTION_FIGURES, paired_table
+    from dcign_eval.report.page import paired_table
+    from dcign_eval.report.sections.reconstructions import RECONSTRUCTION_FIGURES
 
     rng = np.random.default_rng(0)
     base = pd.DataFrame({"mse": rng.uniform(0.01, 0.03, 30), "ssim": rng.uniform(0.7, 0.9, 30)})

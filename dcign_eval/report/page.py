@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from dcign_eval.intervals import LEVEL, difference_verdict, with_interval
 from trainer.errors import DcignError
 from trainer.io import atomic_write_bytes, check_writable_dir, owned_temp_dir
 
@@ -91,6 +92,47 @@ def html_table(frame: pd.DataFrame, caption: str = "", index: bool = False,
     rows = [[_fmt(v, digits.get(str(c), 3)) for c, v in zip(frame.columns, row)]
             for row in frame.itertuples(index=False, name=None)]
     return HtmlTable(columns, rows, caption, numeric)
+
+
+def paired_table(table: pd.DataFrame, figures: Mapping[str, tuple[str, int, str | None]],
+                 plain: Mapping[str, str]) -> HtmlTable:
+    """The page's table of a :func:`dcign_eval.intervals.paired_means` frame.
+
+    Args:
+        table: one row per model (the first the reference), with ``<figure>``, ``_low``,
+            ``_high`` and, for a compared figure, ``<figure>_difference`` and its ends.
+        figures: tidy column -> (label, digits, better: ``higher``, ``lower`` or None for a
+            figure not compared); each shown value ± half its interval.
+        plain: other tidy columns -> label, shown as they are (e.g. the model, counts).
+
+    Returns:
+        the plain columns, the figures, then per compared figure ``vs <first model>: <label>``:
+        :func:`dcign_eval.intervals.difference_verdict` of the paired difference (blank on the
+        rows of the first model, the reference).
+    """
+    first = table["model"].iloc[0]
+    out = pd.DataFrame({label: table[column] for column, label in plain.items()})
+    for column, (label, digits, _) in figures.items():
+        out[label] = with_interval(table, column, digits)
+    for column, (label, _, better) in figures.items():
+        if better is not None:
+            out[f"vs {first}: {label}"] = [
+                "" if pd.isna(value) else difference_verdict(low, high, better)
+                for value, low, high in zip(table[f"{column}_difference"],
+                                            table[f"{column}_difference_low"],
+                                            table[f"{column}_difference_high"])]
+    shown = html_table(out)
+    figure_labels = {label for label, _, _ in figures.values()}
+    shown.numeric = [label in figure_labels or pd.api.types.is_numeric_dtype(out[label])
+                     for label in out.columns]
+    return shown
+
+
+def paired_context(models, resamples: int) -> dict:
+    """What the template says of a :func:`paired_table`: its resamples, their coverage, the first
+    model (the one the others are compared with) and whether there is any other."""
+    return {"resamples": resamples, "level": f"{LEVEL:.0%}", "first": models[0].name,
+            "compared": len(models) > 1}
 
 
 def save_figure(fig, path: Path, dpi: int = 110) -> Path:

@@ -18,7 +18,7 @@ from typing import Sequence
 import pandas as pd
 
 from dcign_eval import __version__
-from dcign_eval.intervals import LEVEL, format_interval
+from dcign_eval.intervals import LEVEL, with_interval
 from dcign_eval.protocol import Model
 from dcign_eval.recognition import ProbeGrid, run_recognition
 from dcign_eval.report.page import REPORT_VERSION, HtmlTable, Section, html_table, read_json
@@ -139,14 +139,6 @@ def _right_aligned(table: HtmlTable, first: int) -> HtmlTable:
     """``table`` with its columns from ``first`` on aligned as numbers (value ± half-width)."""
     table.numeric = [i >= first for i in range(len(table.columns))]
     return table
-
-
-def with_interval(frame: pd.DataFrame, value: str, digits: int = 3) -> list[str]:
-    """Column ``value`` written value ± half its interval (``<value>_low``, ``<value>_high``),
-    or the value alone where there is none (no resamples)."""
-    low = frame.get(f"{value}_low", pd.Series(float("nan"), index=frame.index))
-    high = frame.get(f"{value}_high", pd.Series(float("nan"), index=frame.index))
-    return [format_interval(v, lo, hi, digits) for v, lo, hi in zip(frame[value], low, high)]
 
 
 def recognition_accuracy(summary: pd.DataFrame, value: str = "accuracy") -> pd.DataFrame:

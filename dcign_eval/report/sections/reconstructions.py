@@ -8,17 +8,13 @@ interval of the mean difference excludes 0."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
-import pandas as pd
-
-from dcign_eval.intervals import LEVEL, difference_verdict
 from dcign_eval.lineup import lineup, lineup_table, plot_lineup
 from dcign_eval.protocol import Model
 from dcign_eval.reconstruction import (held_out_faces, plot_reconstructions, reconstruction_table,
                                        reconstructions)
-from dcign_eval.report.page import HtmlTable, Section, figure_link, html_table, table_link
-from dcign_eval.report.sections.recognition import with_interval
+from dcign_eval.report.page import Section, figure_link, paired_context, paired_table, table_link
 from dcign_eval.report.settings import ReportSettings
 
 #: The reconstruction table's figures: tidy column -> (the page's label, digits, better).
@@ -37,39 +33,6 @@ def absent(models: Sequence[Model], what: str) -> list[str]:
     return [f"{m.name} has no decode, so no {what}." for m in models if not m.has_decode]
 
 
-def paired_table(table: pd.DataFrame, figures: Mapping[str, tuple[str, int, str | None]],
-                 plain: Mapping[str, str]) -> HtmlTable:
-    """The page's table of a :func:`dcign_eval.intervals.paired_means` frame.
-
-    Args:
-        table: one row per model (the first the reference), with ``<figure>``, ``_low``,
-            ``_high`` and, for a compared figure, ``<figure>_difference`` and its ends.
-        figures: tidy column -> (label, digits, better: ``higher``, ``lower`` or None for a
-            figure not compared); each shown value ± half its interval.
-        plain: other tidy columns -> label, shown as they are (e.g. the model, counts).
-
-    Returns:
-        the plain columns, the figures, then per compared figure ``vs <first model>: <label>``:
-        :func:`dcign_eval.intervals.difference_verdict` of the paired difference (blank on the
-        rows of the first model, the reference).
-    """
-    first = table["model"].iloc[0]
-    out = pd.DataFrame({label: table[column] for column, label in plain.items()})
-    for column, (label, digits, _) in figures.items():
-        out[label] = with_interval(table, column, digits)
-    for column, (label, _, better) in figures.items():
-        if better is not None:
-            out[f"vs {first}: {label}"] = [
-                "" if pd.isna(value) else difference_verdict(low, high, better)
-                for value, low, high in zip(table[f"{column}_difference"],
-                                            table[f"{column}_difference_low"],
-                                            table[f"{column}_difference_high"])]
-    shown = html_table(out)
-    shown.numeric = [label in [f[0] for f in figures.values()] or
-                     pd.api.types.is_numeric_dtype(out[label]) for label in out.columns]
-    return shown
-
-
 def section(models: Sequence[Model], settings: ReportSettings, seed: int) -> Section:
     """The reconstruction sheet and the lineup; ``seed`` draws the faces and the bootstrap's
     resamples (``settings.recognition_resamples``)."""
@@ -85,8 +48,7 @@ def section(models: Sequence[Model], settings: ReportSettings, seed: int) -> Sec
                                    for name in result.distances})
     summary = reconstruction_table(rec, resamples, seed)
     lineup_summary = lineup_table(result, resamples, seed)
-    intervals = {"resamples": resamples, "level": f"{LEVEL:.0%}", "first": decoding[0].name,
-                 "compared": len(decoding) > 1}
+    intervals = paired_context(decoding, resamples)
     context["reconstructions"] = {
         "src": figure_link("reconstructions"), "faces": settings.reconstruction_faces,
         "table": paired_table(summary, RECONSTRUCTION_FIGURES, {"model": "model",

@@ -20,9 +20,8 @@ import pandas as pd
 
 from dcign_eval import traverse as tv
 from dcign_eval.protocol import Model
-from dcign_eval.intervals import LEVEL
-from dcign_eval.report.page import Section, figure_link, table_link
-from dcign_eval.report.sections.reconstructions import absent, paired_table
+from dcign_eval.report.page import Section, figure_link, paired_context, paired_table, table_link
+from dcign_eval.report.sections.reconstructions import absent
 from dcign_eval.report.settings import ReportSettings
 
 ANGLES = tv.NAMED
@@ -93,9 +92,7 @@ def section(models: Sequence[Model], settings: ReportSettings, root: Path, cache
                            "csv": table_link("rerender_fidelity"),
                            "summary_csv": table_link("rerender_fidelity_summary"),
                            "identities": settings.fidelity_identities,
-                           "resamples": settings.recognition_resamples,
-                           "level": f"{LEVEL:.0%}", "first": decoding[0].name,
-                           "compared": len(decoding) > 1}
+                           **paired_context(decoding, settings.recognition_resamples)}
     return Section(context, tables={"rerender_fidelity": fidelity,
                                     "rerender_fidelity_summary": summary},
                    figures={"rerender_fidelity": tv.plot_fidelity(fidelity)})
