@@ -8,6 +8,7 @@ is, how to rebuild it (its recipe and every stage of its lineage), its figures (
 
     python scripts/ship_model.py runs/dcign dcign --metrics out/metrics/metrics.csv \
         [--stages out/stages/metrics.csv --stages out/stages/reconstruction.csv] \
+        [--variants out/variants/metrics.csv] \
         [--recipe recipes/dcign.toml] [--about about.md] [--figures rows.md] [--limits limits.md]
 
 RUN is a run directory or a recipe's output directory (its final stage). ``--figures`` holds
@@ -121,10 +122,18 @@ STAGE_METRICS = (
 )
 
 
-def stage_table(stages: list[dict], figures: pd.DataFrame) -> list[str]:
+def stage_table(stages: list[dict], figures: pd.DataFrame,
+                variants: pd.DataFrame | None = None) -> list[str]:
     """Markdown: the figures of each stage's final weights, one row per stage that ``figures``
-    (tidy rows of model, metric, value; the model named as the stage) has, in lineage order."""
+    (tidy rows of model, metric, value; the model named as the stage) has, in lineage order;
+    then one row per model of ``variants`` (the model a free-text label: a variant of the recipe,
+    trained as far as its label says), in the order they first appear."""
     values = {(m, k): v for m, k, v in zip(figures.model, figures.metric, figures.value)}
+    labels = []
+    if variants is not None:
+        labels = list(dict.fromkeys(variants.model))
+        values.update({(("variant", m), k): v for m, k, v in
+                       zip(variants.model, variants.metric, variants.value)})
     columns = [c for c in STAGE_METRICS if any(k == c[0] for _, k in values)]
     rows = [s["name"] for s in stages if any(m == s["name"] for m, _ in values)]
     if not rows or not columns:
@@ -137,10 +146,13 @@ def stage_table(stages: list[dict], figures: pd.DataFrame) -> list[str]:
              "that stage added to the stages before it.", "",
              "| stage | " + " | ".join(c[1] for c in columns) + " |",
              "|---|" + "---|" * len(columns)]
-    for stage in rows:
-        cells = [format(values[stage, m], fmt) if (stage, m) in values else "" for m, _, fmt
+    for key, label in [(r, f"`{r}`") for r in rows] + [(("variant", v), v) for v in labels]:
+        cells = [format(values[key, m], fmt) if (key, m) in values else "" for m, _, fmt
                  in columns]
-        lines.append(f"| `{stage}` | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if labels:
+        lines += ["", "The rows after the stages are variants of the recipe, each trained as far "
+                  "as its label says, to show what leaving a stage out, or changing it, costs."]
     return lines + [""]
 
 
@@ -159,13 +171,15 @@ def rebuild_stage(recipe: str, stage: str) -> str | None:
 
 def card(name: str, run: Path, metrics: pd.DataFrame | None, *, recipe: str | None = None,
          about: str = "", figures: str = "", limits: str = "",
-         pretrain: list[Path] | tuple = (), stage_figures: pd.DataFrame | None = None) -> str:
+         pretrain: list[Path] | tuple = (), stage_figures: pd.DataFrame | None = None,
+         variants: pd.DataFrame | None = None) -> str:
     """The one-page model card: what the model is, how to rebuild it, its figures, its limits.
 
     The stages come from the run's lineage (:func:`trainer.checkpoint.read_lineage`; for a run
     that records none, the ``pretrain`` runs stand for its earlier stages); ``recipe`` is the
     recipe that rebuilds it (default: the one that made it, else ``recipes/NAME.toml``);
-    ``stage_figures`` the figures of each stage's final weights (:func:`stage_table`).
+    ``stage_figures`` the figures of each stage's final weights and ``variants`` those of variants
+    of the recipe (:func:`stage_table`).
     """
     config = read_config(run)
     info = summary(run)
@@ -234,7 +248,7 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, *, recipe: str | No
                 lines.append(f"| {label} | {values[metric]:.3f} | `dcign-eval metrics` |")
     lines += [row for row in figures.strip().splitlines() if row.strip()]
     if stage_figures is not None:
-        lines += [""] + stage_table(stages, stage_figures)
+        lines += [""] + stage_table(stages, stage_figures, variants)
     if limits:
         lines += ["", "## Limits", "", limits.strip()]
     return "\n".join(lines) + "\n"
@@ -273,12 +287,19 @@ def main() -> None:
     p.add_argument("--stages", type=Path, action="append", default=[],
                    help="tidy CSV (model, metric, value) of each stage's final weights, the "
                         "model named as the stage; repeat for more measures")
+    p.add_argument("--variants", type=Path, action="append", default=[],
+                   help="tidy CSV of variants of the recipe, the model a row label (e.g. "
+                        "'without settle, after decoder'); rows after the stages'; needs --stages")
     args = p.parse_args()
-    for path in (args.metrics, args.about, args.figures, args.limits, *args.stages):
+    if args.variants and not args.stages:
+        raise DcignError("--variants needs --stages: its rows go under the stages' figures")
+    for path in (args.metrics, args.about, args.figures, args.limits, *args.stages,
+                 *args.variants):
         if path is not None and not path.is_file():
             raise DcignError(f"{path} is not a file")
     metrics = read_tidy([args.metrics]) if args.metrics else None
     stage_figures = read_tidy(args.stages) if args.stages else None
+    variants = read_tidy(args.variants) if args.variants else None
     args.run = resolve_run_dir(args.run)  # a recipe's output directory: its final stage
     load_checkpoint(args.run)  # refuse anything that is not a complete, valid run
     dest = SHIPPED_DIR / args.name
@@ -291,7 +312,8 @@ def main() -> None:
             for k in ("about", "figures", "limits")}
     (tmp / "MODEL_CARD.md").write_text(card(args.name, args.run, metrics, recipe=args.recipe,
                                             pretrain=args.pretrain,
-                                            stage_figures=stage_figures, **text))
+                                            stage_figures=stage_figures, variants=variants,
+                                            **text))
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     print(f"shipped {args.run} as {dest}")

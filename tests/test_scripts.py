@@ -167,6 +167,14 @@ def test_ship_model_card_names_every_stage(tmp_path, make_monovariant_data):
     assert table == ["| stage | azimuth | MSE |", "|---|---|---|",
                      "| `mono` | 0.500 | 0.0123 |", "| `dec` | 0.900 | 0.0050 |"]
     assert "## What each stage added" not in ship.card("dcign", tmp_path / "dec", metrics)
+    # variants of the recipe: rows after the stages', labelled as given, in their order
+    variants = pd.DataFrame({"model": ["no mono", "no mono", "dec longer"],
+                             "metric": ["spearman_azimuth", "reconstruction_mse",
+                                        "reconstruction_mse"], "value": [0.25, 0.02, 0.004]})
+    text = ship.card("dcign", tmp_path / "dec", metrics, stage_figures=stages, variants=variants)
+    table = text[text.index("## What each stage added"):].split("\n\n")[2].splitlines()
+    assert table[2:] == ["| `mono` | 0.500 | 0.0123 |", "| `dec` | 0.900 | 0.0050 |",
+                         "| no mono | 0.250 | 0.0200 |", "| dec longer |  | 0.0040 |"]
 
     from dcign_eval.report import load_report_models, model_card
     card = model_card(load_report_models(tmp_path / "dec")[0])
@@ -188,6 +196,7 @@ def test_the_other_scripts_refuse_bad_input_with_one_line(tmp_path, monkeypatch,
                          ("ship_model.py", [tmp_path, "vae", "--metrics",
                                             tmp_path / "none.csv"]),
                          ("ship_model.py", [tmp_path, "vae", "--stages", __file__]),
+                         ("ship_model.py", [tmp_path, "vae", "--variants", __file__]),
                          ("build_head_asset.py", [tmp_path / "none.whl", "--out",
                                                   tmp_path / "head.npz"]),
                          ("blind_lineup.py", ["read"])):
