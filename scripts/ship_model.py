@@ -128,15 +128,20 @@ def stage_table(stages: list[dict], figures: pd.DataFrame,
     (tidy rows of model, metric, value; the model named as the stage) has, in lineage order;
     then one row per model of ``variants`` (the model a free-text label: a variant of the recipe,
     trained as far as its label says), in the order they first appear."""
-    values = {(m, k): v for m, k, v in zip(figures.model, figures.metric, figures.value)}
-    labels = []
-    if variants is not None:
-        labels = list(dict.fromkeys(variants.model))
-        values.update({(("variant", m), k): v for m, k, v in
-                       zip(variants.model, variants.metric, variants.value)})
-    columns = [c for c in STAGE_METRICS if any(k == c[0] for _, k in values)]
-    rows = [s["name"] for s in stages if any(m == s["name"] for m, _ in values)]
-    if not rows or not columns:
+    def by_model(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
+        table: dict[str, dict[str, float]] = {}
+        for model, metric, value in zip(frame.model, frame.metric, frame.value):
+            table.setdefault(model, {})[metric] = value
+        return table
+
+    measured = by_model(figures)
+    rows = [(f"`{s['name']}`", measured[s["name"]]) for s in stages if s["name"] in measured]
+    if not rows:
+        return []
+    labels = list(by_model(variants).items()) if variants is not None else []
+    rows += labels
+    columns = [c for c in STAGE_METRICS if any(c[0] in row for _, row in rows)]
+    if not columns:
         return []
     lines = ["## What each stage added", "",
              "Each stage's own final weights on held-out identities: the Spearman |rho| of the "
@@ -146,9 +151,8 @@ def stage_table(stages: list[dict], figures: pd.DataFrame,
              "that stage added to the stages before it.", "",
              "| stage | " + " | ".join(c[1] for c in columns) + " |",
              "|---|" + "---|" * len(columns)]
-    for key, label in [(r, f"`{r}`") for r in rows] + [(("variant", v), v) for v in labels]:
-        cells = [format(values[key, m], fmt) if (key, m) in values else "" for m, _, fmt
-                 in columns]
+    for label, row in rows:
+        cells = [format(row[m], fmt) if m in row else "" for m, _, fmt in columns]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if labels:
         lines += ["", "The rows after the stages are variants of the recipe, each trained as far "
