@@ -157,7 +157,7 @@ def test_beta_is_read_as_the_kl_weight_with_a_warning(capsys):
 
 
 def test_shipped_recipes_parse():
-    for path in sorted((ROOT / "recipes").glob("*.toml")):
+    for path in sorted((ROOT / "recipes").rglob("*.toml")):
         recipe = load_recipe(path)
         assert recipe.stages, path
     dcign = load_recipe(ROOT / "recipes" / "dcign.toml")

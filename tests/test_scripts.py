@@ -218,13 +218,14 @@ def test_shipped_cards_have_the_generators_shape_and_the_measured_figures():
         text = (root / "dcign_eval" / "models" / name / "MODEL_CARD.md").read_text()
         assert text.startswith(f"# Shipped model `{name}`\n")
         assert [line for line in text.splitlines() if line.startswith("## ")] == [
-            "## How to rebuild it", "## Figures", "## Limits"]
+            "## How to rebuild it", "## Figures", "## What each stage added", "## Limits"]
         assert f"dcign-eval train --recipe recipes/{name}.toml --out runs/{name}" in text
         values = dict(zip(*metrics[metrics.model == name][["metric", "value"]].to_numpy().T))
         for metric, label in ship.CARD_METRICS:  # the figures are reports/metrics' own
             assert f"| {label} | {values[metric]:.3f} | `dcign-eval metrics` |" in text
         assert len(text.splitlines()) < 60  # one page
         recipe = tomllib.loads((root / "recipes" / f"{name}.toml").read_text())
-        rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| `")]
+        lineage = text[text.index("## How to rebuild it"):text.index("## Figures")]
+        rows = [line.split(" | ") for line in lineage.splitlines() if line.startswith("| `")]
         assert [(r[0].strip("| `"), int(r[2].replace(",", ""))) for r in rows] == \
             [(st["name"], st["steps"]) for st in recipe["stage"]]  # the recipe's stages
