@@ -100,16 +100,33 @@ def sizes(model: dict) -> str:
     return f"width {model['width']:g}" + (f", {own}" if own else "")
 
 
-#: the figures every card shows, from a `dcign-eval metrics` CSV: (metric, what it measures)
+#: the figures every card shows, from a `dcign-eval metrics` CSV: rows of (label, its parts),
+#: each part (metric, its name in the label); a row shows the parts it has, values joined by " / "
 CARD_METRICS = (
-    ("spearman_azimuth", "Spearman \\|rho\\|, azimuth neuron vs azimuth"),
-    ("spearman_elevation", "Spearman \\|rho\\|, elevation neuron vs elevation"),
-    ("spearman_light", "Spearman \\|rho\\|, light neuron vs light"),
-    ("intrinsic_invariance", "within/between-identity distance, intrinsic block (lower is better)"),
-    ("mig", "MIG"),
-    ("dci_disentanglement", "DCI disentanglement"),
-    ("factor_vae", "FactorVAE"),
+    ("Spearman \\|rho\\|, {} neuron vs its angle",
+     (("spearman_azimuth", "azimuth"), ("spearman_elevation", "elevation"),
+      ("spearman_light", "light"))),
+    ("within/between-identity distance, intrinsic block (lower is better)",
+     (("intrinsic_invariance", ""),)),
+    ("{}", (("mig", "MIG"), ("dci_disentanglement", "DCI disentanglement"),
+            ("factor_vae", "FactorVAE"))),
 )
+
+
+def metric_rows(values: dict[str, float], named: bool) -> list[str]:
+    """The card's rows of figures from `dcign-eval metrics` (``values``: metric -> value); a model
+    without named latents (``named`` false) is measured by its best single latent per angle."""
+    rows = []
+    for label, parts in CARD_METRICS:
+        present = [(metric, part) for metric, part in parts if metric in values]
+        if not present:
+            continue
+        if not named and "neuron" in label:
+            label = "Spearman \\|rho\\|, best single latent vs {}"
+        label = label.format(" / ".join(part for _, part in present))
+        figures = " / ".join(f"{values[metric]:.3f}" for metric, _ in present)
+        rows.append(f"| {label} | {figures} | `dcign-eval metrics` |")
+    return rows
 
 
 #: the columns of the card's stage table: (metric, column header, format)
@@ -148,16 +165,16 @@ def stage_table(stages: list[dict], figures: pd.DataFrame,
              "azimuth, elevation and light neurons (a baseline: its best single latents), the "
              "intrinsic block's within/between-identity distance ratio (lower is better) and the "
              "mean reconstruction MSE of 64 held-out faces. A row against the row above is what "
-             "that stage added to the stages before it.", "",
+             "that stage added to the stages before it." + (
+                 " The rows after the stages are variants of the recipe, each trained as far as "
+                 "its label says: what leaving a stage out, or changing it, costs."
+                 if labels else ""), "",
              "| stage | " + " | ".join(c[1] for c in columns) + " |",
              "|---|" + "---|" * len(columns)]
     for label, row in rows:
         cells = [format(row[m], fmt) if m in row else "" for m, _, fmt in columns]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    if labels:
-        lines += ["", "The rows after the stages are variants of the recipe, each trained as far "
-                  "as its label says, to show what leaving a stage out, or changing it, costs."]
-    return lines + [""]
+    return lines
 
 
 def rebuild_stage(recipe: str, stage: str) -> str | None:
@@ -225,7 +242,9 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, *, recipe: str | No
                   f"last.", ""]
     lines += [f"{len(stages)} stage{plural}, {steps:,} steps = {images:,} images, "
               f"{seconds / 60:.0f} min on {hardware} (upper bounds when the machine was shared). "
-              "Each stage starts from the one before unless it says otherwise.", "",
+              "Each stage starts from the one before unless it says otherwise. Data checksums: "
+              f"train `{config['data'].get('train_checksum', '?')}`, test "
+              f"`{config['data'].get('test_checksum', '?')}`.", "",
               "| stage | what | steps | min |", "|---|---|---|---|"]
     for i, s in enumerate(stages):
         start = s.get("start")
@@ -234,22 +253,14 @@ def card(name: str, run: Path, metrics: pd.DataFrame | None, *, recipe: str | No
                                           or stages[i - 1]["steps"] != start["step"]) else "")
         lines.append(f"| `{s['name']}` | {stage_line(s, stages[i - 1] if i else None)}{branch} "
                      f"| {s['steps']:,} | {s['seconds'] / 60:.1f} |")
-    lines += ["", "Data: train checksum "
-              f"`{config['data'].get('train_checksum', '?')}`, test "
-              f"`{config['data'].get('test_checksum', '?')}`.", "",
-              "## Figures", "",
+    lines += ["", "## Figures", "",
               "Held-out identities, never seen in training. Final validation negative ELBO per "
               f"image (test split, no clamping): {info['final_val_neg_elbo']:.1f}.", "",
               "| measure | value | command |", "|---|---|---|"]
     if metrics is not None:
         rows = metrics[metrics.model == name] if name in set(metrics.model) else metrics
         values = dict(zip(rows.metric, rows.value))
-        for metric, label in CARD_METRICS:
-            if metric in values:
-                if not named and " vs " in label:  # a VAE's: its best single latent's
-                    label = label.replace(label.split(", ")[-1].split(" vs ")[0],
-                                          "best single latent")
-                lines.append(f"| {label} | {values[metric]:.3f} | `dcign-eval metrics` |")
+        lines += metric_rows(values, bool(named))
     lines += [row for row in figures.strip().splitlines() if row.strip()]
     if stage_figures is not None:
         lines += [""] + stage_table(stages, stage_figures, variants)
