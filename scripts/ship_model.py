@@ -100,16 +100,17 @@ def sizes(model: dict) -> str:
     return f"width {model['width']:g}" + (f", {own}" if own else "")
 
 
-#: the figures every card shows, from a `dcign-eval metrics` CSV: rows of (label, its parts),
-#: each part (metric, its name in the label); a row shows the parts it has, values joined by " / "
+#: the figures every card shows, from a `dcign-eval metrics` CSV: rows of (label, the label for
+#: a model without named latents, its parts), each part (metric, its name in the label); a row
+#: shows the parts it has, their values joined by " / "
 CARD_METRICS = (
-    ("Spearman \\|rho\\|, {} neuron vs its angle",
+    ("Spearman \\|rho\\|, {} neuron vs its angle", "Spearman \\|rho\\|, best single latent vs {}",
      (("spearman_azimuth", "azimuth"), ("spearman_elevation", "elevation"),
       ("spearman_light", "light"))),
-    ("within/between-identity distance, intrinsic block (lower is better)",
+    ("within/between-identity distance, intrinsic block (lower is better)", None,
      (("intrinsic_invariance", ""),)),
-    ("{}", (("mig", "MIG"), ("dci_disentanglement", "DCI disentanglement"),
-            ("factor_vae", "FactorVAE"))),
+    ("{}", None, (("mig", "MIG"), ("dci_disentanglement", "DCI disentanglement"),
+                  ("factor_vae", "FactorVAE"))),
 )
 
 
@@ -117,13 +118,12 @@ def metric_rows(values: dict[str, float], named: bool) -> list[str]:
     """The card's rows of figures from `dcign-eval metrics` (``values``: metric -> value); a model
     without named latents (``named`` false) is measured by its best single latent per angle."""
     rows = []
-    for label, parts in CARD_METRICS:
+    for label, unnamed_label, parts in CARD_METRICS:
         present = [(metric, part) for metric, part in parts if metric in values]
         if not present:
             continue
-        if not named and "neuron" in label:
-            label = "Spearman \\|rho\\|, best single latent vs {}"
-        label = label.format(" / ".join(part for _, part in present))
+        label = (label if named else unnamed_label or label).format(
+            " / ".join(part for _, part in present))
         figures = " / ".join(f"{values[metric]:.3f}" for metric, _ in present)
         rows.append(f"| {label} | {figures} | `dcign-eval metrics` |")
     return rows
