@@ -152,7 +152,8 @@ def test_ship_model_card_names_every_stage(tmp_path, make_monovariant_data):
             "strength 0.01, unclamped share 0.5) | 2 | ") in text
     assert ("| `dec` | vae mode, decoder alone, encoder frozen, cosine learning rate (width "
             "0.125, decoder 0.25, KL weight 1) | 3 | ") in text
-    assert "| Spearman \\|rho\\|, light neuron vs its angle | 0.500 | `dcign-eval metrics` |" in text
+    assert ("| Spearman \\|rho\\|, light neuron vs its angle | 0.500 | `dcign-eval metrics` |"
+            in text)
     assert "| MIG | 0.250 | `dcign-eval metrics` |" in text
     assert text.rstrip().endswith("## Limits\n\n- it is tiny")
     assert len(text.splitlines()) < 60  # one page
@@ -223,7 +224,8 @@ def test_shipped_cards_have_the_generators_shape_and_the_measured_figures():
         values = dict(zip(*metrics[metrics.model == name][["metric", "value"]].to_numpy().T))
         spearman = " / ".join(f"{values['spearman_' + a]:.3f}"  # reports/metrics' own figures
                               for a in ("azimuth", "elevation", "light"))
-        scores = " / ".join(f"{values[m]:.3f}" for m in ("mig", "dci_disentanglement", "factor_vae"))
+        scores = " / ".join(f"{values[m]:.3f}"
+                            for m in ("mig", "dci_disentanglement", "factor_vae"))
         assert f" vs azimuth / elevation / light | {spearman} | `dcign-eval metrics` |" in text \
             or f" / light neuron vs its angle | {spearman} | `dcign-eval metrics` |" in text
         assert f"| MIG / DCI disentanglement / FactorVAE | {scores} | `dcign-eval" in text
