@@ -155,8 +155,8 @@ def stage_table(stages: list[dict], figures: pd.DataFrame,
     rows = [(f"`{s['name']}`", measured[s["name"]]) for s in stages if s["name"] in measured]
     if not rows:
         return []
-    labels = list(by_model(variants).items()) if variants is not None else []
-    rows += labels
+    variant_rows = list(by_model(variants).items()) if variants is not None else []
+    rows += variant_rows
     columns = [c for c in STAGE_METRICS if any(c[0] in row for _, row in rows)]
     if not columns:
         return []
@@ -168,7 +168,7 @@ def stage_table(stages: list[dict], figures: pd.DataFrame,
              "that stage added to the stages before it." + (
                  " The rows after the stages are variants of the recipe, each trained as far as "
                  "its label says: what leaving a stage out, or changing it, costs."
-                 if labels else ""), "",
+                 if variant_rows else ""), "",
              "| stage | " + " | ".join(c[1] for c in columns) + " |",
              "|---|" + "---|" * len(columns)]
     for label, row in rows:
