@@ -143,6 +143,35 @@ def test_batch_type_sampler_follows_the_ratio():
         batch_type_probabilities((1, 1, 1))
 
 
+def test_split_pull_is_absolute_on_the_named_latents_and_relative_on_the_rest():
+    torch.manual_seed(2)
+    x = torch.randn(20, 5) * torch.tensor([2.0, 0.5, 1.0, 3.0, 0.2])
+    named = torch.tensor([True, True, True, False, False])
+    inactive = torch.tensor([True, False, True, True, True])  # latent 1 active
+
+    def grad(absolute, spread):
+        xi = x.clone().requires_grad_(True)
+        mu, _ = MonovariantClamp(inactive, 4.0, spread, absolute)(xi, xi.detach())
+        (mu * 0).sum().backward()
+        return xi.grad
+
+    spread = ActiveSpread(5)
+    spread.active_var = torch.tensor([1.0, 0.25, 4.0, 9.0, 0.5], dtype=torch.float64)
+    spread.active_count = torch.full((5,), 10.0, dtype=torch.float64)
+    spread.inactive_var = torch.full((5,), 0.1, dtype=torch.float64)
+    spread.inactive_count = torch.full((5,), 10.0, dtype=torch.float64)
+    relative = ActiveSpread(5)
+    relative.load_state_dict(spread.state_dict())
+    split, rel, absolute = grad(named, spread), grad(None, relative), grad(None, None)
+    torch.testing.assert_close(split[:, [0, 2]], absolute[:, [0, 2]])  # clamped, named
+    torch.testing.assert_close(split[:, 1], torch.zeros(20))  # active, named: no push
+    assert rel[:, 1].abs().max() > 0.1  # (the relative scale pushes it apart)
+    torch.testing.assert_close(split[:, 3:], rel[:, 3:])  # the intrinsic block: relative
+    assert not torch.allclose(split[:, 3:], absolute[:, 3:])
+    with pytest.raises(DcignError):
+        MonovariantClamp(inactive, 4.0, None, named)
+
+
 @pytest.mark.parametrize("scale", ["absolute", "relative"])
 def test_grouped_batches_give_the_sum_of_the_one_batch_gradients(scale):
     """batches_per_step = K: K groups of 20 in one pass, each clamped against its own mean with

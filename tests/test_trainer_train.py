@@ -90,6 +90,16 @@ def test_relative_invariance_resumes_exactly(data, tmp_path):
                           **{**kw, "invariance_scale": "absolute"}))
     assert not all(torch.equal(a, b) for a, b in zip(full.model.state_dict().values(),
                                                      absolute.model.state_dict().values()))
+    # split: absolute on the named latents, relative on the rest; it resumes exactly too
+    kw = {**kw, "invariance_scale": "split"}
+    split = train(tiny(data, tmp_path / "split", steps=6, **kw))
+    train(tiny(data, tmp_path / "split-half", steps=3, **kw))
+    resumed = train(tiny(data, tmp_path / "split-half", steps=6, resume=True, **kw))
+    for (k, a), b in zip(split.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    for other in (full, absolute):
+        assert not all(torch.equal(a, b) for a, b in zip(split.model.state_dict().values(),
+                                                         other.model.state_dict().values()))
     with pytest.raises(DcignError) as e:
         train(tiny(data, tmp_path / "bad", invariance_scale="scale-free"))
     assert "invariance_scale" in one_line_error(e)

@@ -95,7 +95,9 @@ class TrainConfig:
                                               "(paper); 'relative': the penalty is each "
                                               "latent's spread when clamped over its spread when "
                                               "active (running estimates), so shrinking a "
-                                              "latent does not lower it", MONOVARIANT)
+                                              "latent does not lower it; 'split': absolute "
+                                              "on the named latents, relative on the "
+                                              "intrinsic block", MONOVARIANT)
     named_latents: str = _knob("first", "monovariant from an --init-from VAE: which of its "
                                         "latents become azimuth, elevation and light. 'first': "
                                         "latents 0, 1, 2, whatever the pretraining put there; "

@@ -23,6 +23,11 @@ pull alone by the active spread is not enough: the pull still shrinks the latent
 estimate follows, the pull grows, and the latent collapses (measured: elevation spread 1.6 -> 0.1
 in 3,000 steps at s = 10). So active batches also get the ratio's other derivative, a push apart.
 
+``invariance_scale = "split"`` (not in the paper) gives the named latents the absolute pull and
+the intrinsic block the relative penalty. The absolute pull orders the named neurons best (it
+squeezes whatever of a clamped factor leaks into them); on the intrinsic block it shrinks the
+whole block, identity signal included, and opens the within/between-identity ratio.
+
 With the absolute pull the active group's gradient passes unchanged. mu and log-variance each
 get their own filter: both are clamped, and an inactive log-variance that varies across a
 monovariant batch is as much a leak of the factor as a varying mean. The KL term is computed on
@@ -52,7 +57,7 @@ from trainer.faces.datasets import BATCH_TYPES
 ACTIVE_GROUP = {"AZ_VARIED": "azimuth", "EL_VARIED": "elevation", "LIGHT_VARIED": "light",
                 "SHAPE_VARIED": "intrinsic"}
 DEFAULT_RATIO = (1.0, 1.0, 1.0, 10.0)  # azimuth : elevation : light : intrinsic (paper, sec. 4)
-INVARIANCE_SCALES = ("absolute", "relative")
+INVARIANCE_SCALES = ("absolute", "relative", "split")
 
 
 class ClampInvariance(torch.autograd.Function):
@@ -186,19 +191,29 @@ class MonovariantClamp:
     With ``spread`` (an :class:`ActiveSpread` shared by all batch types) the pull is relative:
     each call first updates the spread with this batch, then divides each inactive latent's pull
     (on its mean and its log-variance alike) by its active spread, and pushes the active latents'
-    means apart by the penalty's other derivative (see :class:`ActiveSpread`).
+    means apart by the penalty's other derivative (see :class:`ActiveSpread`). ``absolute``, a
+    bool mask (D,) used with ``spread``, keeps the absolute pull (and no push) on its latents
+    (``invariance_scale = "split"``: the named latents).
     """
 
     def __init__(self, inactive: torch.Tensor, strength: float = 0.01,
-                 spread: ActiveSpread | None = None):
+                 spread: ActiveSpread | None = None, absolute: torch.Tensor | None = None):
+        if absolute is not None and spread is None:
+            raise DcignError("an absolute-pull mask only means something beside a relative "
+                             "spread")
         self.inactive, self.strength = inactive, strength
-        self.spread = spread
+        self.spread, self.absolute = spread, absolute
 
     def __call__(self, mu: torch.Tensor, logvar: torch.Tensor):
         strength, push = self.strength, None
         if self.spread is not None:
             self.spread.update(mu, ~self.inactive)
             strength, push = self.spread.strengths(self.strength)
+            if self.absolute is not None:
+                absolute = self.absolute.to(strength.device)
+                strength = torch.where(absolute, torch.full_like(strength, self.strength),
+                                       strength)
+                push = torch.where(absolute, torch.zeros_like(push), push)
         return (clamp_invariance(mu, self.inactive, strength, push),
                 clamp_invariance(logvar, self.inactive, strength))
 

@@ -415,16 +415,19 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: in
     if monovariant:
         train_batches = train_set.batches()
         probabilities = batch_type_probabilities(cfg.ratio)
-        if cfg.invariance_scale == "relative":
+        absolute = None  # split: the named latents keep the absolute pull
+        if cfg.invariance_scale in ("relative", "split"):
             spread = ActiveSpread(cfg.latent_dim, device=device)
             if resumed is not None:
                 if SPREAD_KEY not in resumed.rng:
                     raise CheckpointError(f"{out / ckpt_io.RNG} lacks the invariance spread a "
                                           f"relative-invariance run saves")
                 spread.load_state_dict(resumed.rng[SPREAD_KEY])
+        if cfg.invariance_scale == "split":
+            absolute = torch.arange(cfg.latent_dim, device=device) < len(model_cfg.latent_names)
         clamps = {b: MonovariantClamp(inactive_mask(b, model_cfg.latent_names, cfg.latent_dim)
                                       .to(device), cfg.invariance_strength,
-                                      spread)
+                                      spread, absolute)
                   for b in BATCH_TYPES}
     val_rows = validation_rows(test_set, cfg.val_batches) if cfg.val_every else []
 
