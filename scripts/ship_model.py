@@ -84,6 +84,8 @@ def stage_line(record: dict, previous: dict | None = None) -> str:
                      f"invariance strength {t['invariance_strength']:g}"
                      + (f" ({t['invariance_scale']})" if t["invariance_scale"] != "absolute"
                         else "")]
+        if t["intrinsic_strength"]:
+            settings.append(f"intrinsic block's strength {t['intrinsic_strength']:g}")
         if t["unclamped_share"]:
             settings.append(f"unclamped share {t['unclamped_share']:g}")
     if t["batches_per_step"] > 1:

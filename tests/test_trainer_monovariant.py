@@ -90,6 +90,10 @@ def test_active_spread_by_hand():
     # push = pull * (n_in / max(n_act, 1)) * u / v: only column 1 has been seen clamped
     assert push.tolist() == pytest.approx([0.0, 6.0 * 2 * 12.5, 0.0])
     assert ActiveSpread(2, floor=0.1).strengths(1.0)[0].tolist() == [1.0, 1.0]
+    # one strength per latent (the intrinsic block's own): each column scales by its own
+    each_pull, each_push = spread.strengths(torch.tensor([6.0, 60.0, 6.0]))
+    assert each_pull.tolist() == pytest.approx([1.2, 60.0, 12.0])
+    assert each_push.tolist() == pytest.approx([0.0, 60.0 * 2 * 12.5, 0.0])
     restored = ActiveSpread(3)
     restored.load_state_dict(spread.state_dict())
     assert restored.inactive_var.tolist() == spread.inactive_var.tolist()

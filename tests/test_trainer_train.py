@@ -100,6 +100,14 @@ def test_relative_invariance_resumes_exactly(data, tmp_path):
     for other in (full, absolute):
         assert not all(torch.equal(a, b) for a, b in zip(split.model.state_dict().values(),
                                                          other.model.state_dict().values()))
+    # the intrinsic block's own strength: as strong as the named ones' is the same run
+    kw = {**kw, "invariance_scale": "relative"}
+    same = train(tiny(data, tmp_path / "same", steps=6, intrinsic_strength=1.0, **kw))
+    stronger = train(tiny(data, tmp_path / "stronger", steps=6, intrinsic_strength=10.0, **kw))
+    for (k, a), b in zip(full.model.state_dict().items(), same.model.state_dict().values()):
+        assert torch.allclose(a, b, rtol=0, atol=1e-6), k
+    assert not all(torch.allclose(a, b) for a, b in zip(full.model.state_dict().values(),
+                                                        stronger.model.state_dict().values()))
     with pytest.raises(DcignError) as e:
         train(tiny(data, tmp_path / "bad", invariance_scale="scale-free"))
     assert "invariance_scale" in one_line_error(e)
@@ -399,7 +407,8 @@ def test_not_a_checkpoint(data, tmp_path):
 
 
 def test_options_a_mode_ignores_are_errors(data, tmp_path):
-    for key, value in (("invariance_strength", 100.0), ("ratio", (1.0, 1.0, 1.0, 1.0)),
+    for key, value in (("invariance_strength", 100.0), ("intrinsic_strength", 10.0),
+                       ("ratio", (1.0, 1.0, 1.0, 1.0)),
                        ("invariance_scale", "relative")):
         with pytest.raises(DcignError) as e:
             train(tiny(data, tmp_path / "vae", mode="vae", **{key: value}))

@@ -98,6 +98,9 @@ class TrainConfig:
                                               "latent does not lower it; 'split': absolute "
                                               "on the named latents, relative on the "
                                               "intrinsic block", MONOVARIANT)
+    intrinsic_strength: float = _knob(0.0, "the invariance strength of the intrinsic block's "
+                                           "latents (0: --invariance-strength, as the named "
+                                           "ones)", MONOVARIANT)
     named_latents: str = _knob("first", "monovariant from an --init-from VAE: which of its "
                                         "latents become azimuth, elevation and light. 'first': "
                                         "latents 0, 1, 2, whatever the pretraining put there; "
@@ -177,9 +180,10 @@ class TrainConfig:
                 or not all(0 <= b < 1 for b in self.betas):
             bad(f"Adam needs lr > 0, eps > 0 and 2 betas in [0, 1), got {self.lr}, {self.eps}, "
                 f"{list(self.betas)}")
-        if min(self.kl_weight, self.invariance_strength, self.code_width,
+        if min(self.kl_weight, self.invariance_strength, self.intrinsic_strength, self.code_width,
                self.decoder_width) < 0:
-            bad("kl_weight, invariance_strength, code_width and decoder_width must be >= 0")
+            bad("kl_weight, invariance_strength, intrinsic_strength, code_width and decoder_width "
+                "must be >= 0")
         if self.batches_per_step < 1:
             bad(f"batches_per_step must be >= 1, got {self.batches_per_step}")
         if not 0 <= self.unclamped_share <= 1:
@@ -237,6 +241,7 @@ def renamed_keys(d: dict, source: str = "the config", error=DcignError) -> dict:
 
 # A resumed run keeps these; the others (paths, lengths, intervals, device) may change.
 FIXED_ON_RESUME = ("mode", "batch_size", "batches_per_step", "lr", "lr_schedule", "betas", "eps",
-                   "kl_weight", "ratio", "invariance_strength", "invariance_scale", "width",
+                   "kl_weight", "ratio", "invariance_strength", "intrinsic_strength",
+                   "invariance_scale", "width",
                    "code_width", "decoder_width", "latent_dim", "freeze_encoder", "unclamped_share",
                    "seed")

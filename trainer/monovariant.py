@@ -161,7 +161,7 @@ class ActiveSpread:
         a = torch.clamp(1.0 / count.clamp(min=1.0), min=self.decay)
         return torch.where(where, (1 - a) * mean + a * value, mean), count
 
-    def strengths(self, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def strengths(self, strength: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per latent: the pull on clamped batches, ``s / v``, and the push on active batches,
         ``s * (n_in / n_act) * (u / v) / v`` (0 before the latent has been seen on both sides)."""
         v = self.active_var.clamp(min=self.floor)
@@ -191,12 +191,13 @@ class MonovariantClamp:
     With ``spread`` (an :class:`ActiveSpread` shared by all batch types) the pull is relative:
     each call first updates the spread with this batch, then divides each inactive latent's pull
     (on its mean and its log-variance alike) by its active spread, and pushes the active latents'
-    means apart by the penalty's other derivative (see :class:`ActiveSpread`). ``absolute``, a
+    means apart by the penalty's other derivative (see :class:`ActiveSpread`). ``strength`` is a
+    number or one per latent (``intrinsic_strength``: the intrinsic block's own). ``absolute``, a
     bool mask (D,) used with ``spread``, keeps the absolute pull (and no push) on its latents
     (``invariance_scale = "split"``: the named latents).
     """
 
-    def __init__(self, inactive: torch.Tensor, strength: float = 0.01,
+    def __init__(self, inactive: torch.Tensor, strength: float | torch.Tensor = 0.01,
                  spread: ActiveSpread | None = None, absolute: torch.Tensor | None = None):
         if absolute is not None and spread is None:
             raise DcignError("an absolute-pull mask only means something beside a relative "
@@ -211,8 +212,9 @@ class MonovariantClamp:
             strength, push = self.spread.strengths(self.strength)
             if self.absolute is not None:
                 absolute = self.absolute.to(strength.device)
-                strength = torch.where(absolute, torch.full_like(strength, self.strength),
-                                       strength)
+                own = torch.as_tensor(self.strength, dtype=strength.dtype,
+                                      device=strength.device).expand_as(strength)
+                strength = torch.where(absolute, own, strength)
                 push = torch.where(absolute, torch.zeros_like(push), push)
         return (clamp_invariance(mu, self.inactive, strength, push),
                 clamp_invariance(logvar, self.inactive, strength))

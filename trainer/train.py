@@ -425,9 +425,12 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: in
                 spread.load_state_dict(resumed.rng[SPREAD_KEY])
         if cfg.invariance_scale == "split":
             absolute = torch.arange(cfg.latent_dim, device=device) < len(model_cfg.latent_names)
+        strength = cfg.invariance_strength  # one number, or one per latent
+        if cfg.intrinsic_strength:
+            strength = torch.full((cfg.latent_dim,), cfg.intrinsic_strength, device=device)
+            strength[:len(model_cfg.latent_names)] = cfg.invariance_strength
         clamps = {b: MonovariantClamp(inactive_mask(b, model_cfg.latent_names, cfg.latent_dim)
-                                      .to(device), cfg.invariance_strength,
-                                      spread, absolute)
+                                      .to(device), strength, spread, absolute)
                   for b in BATCH_TYPES}
     val_rows = validation_rows(test_set, cfg.val_batches) if cfg.val_every else []
 
