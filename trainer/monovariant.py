@@ -210,12 +210,9 @@ class MonovariantClamp:
         if self.spread is not None:
             self.spread.update(mu, ~self.inactive)
             strength, push = self.spread.strengths(self.strength)
-            if self.absolute is not None:
-                absolute = self.absolute.to(strength.device)
-                own = torch.as_tensor(self.strength, dtype=strength.dtype,
-                                      device=strength.device).expand_as(strength)
-                strength = torch.where(absolute, own, strength)
-                push = torch.where(absolute, torch.zeros_like(push), push)
+            if self.absolute is not None:  # split: these keep the absolute pull, no push
+                strength = torch.where(self.absolute, self.strength, strength)
+                push = push.masked_fill(self.absolute, 0.0)
         return (clamp_invariance(mu, self.inactive, strength, push),
                 clamp_invariance(logvar, self.inactive, strength))
 

@@ -415,7 +415,6 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: in
     if monovariant:
         train_batches = train_set.batches()
         probabilities = batch_type_probabilities(cfg.ratio)
-        absolute = None  # split: the named latents keep the absolute pull
         if cfg.invariance_scale in ("relative", "split"):
             spread = ActiveSpread(cfg.latent_dim, device=device)
             if resumed is not None:
@@ -423,12 +422,11 @@ def _train(cfg: TrainConfig, rank: int, local_rank: int, world: int, stop_at: in
                     raise CheckpointError(f"{out / ckpt_io.RNG} lacks the invariance spread a "
                                           f"relative-invariance run saves")
                 spread.load_state_dict(resumed.rng[SPREAD_KEY])
-        if cfg.invariance_scale == "split":
-            absolute = torch.arange(cfg.latent_dim, device=device) < len(model_cfg.latent_names)
-        strength = cfg.invariance_strength  # one number, or one per latent
-        if cfg.intrinsic_strength:
-            strength = torch.full((cfg.latent_dim,), cfg.intrinsic_strength, device=device)
-            strength[:len(model_cfg.latent_names)] = cfg.invariance_strength
+        # the named latents come first, the intrinsic block after them
+        named = torch.arange(cfg.latent_dim, device=device) < len(model_cfg.latent_names)
+        absolute = named if cfg.invariance_scale == "split" else None
+        strength = (torch.where(named, cfg.invariance_strength, cfg.intrinsic_strength)
+                    if cfg.intrinsic_strength else cfg.invariance_strength)
         clamps = {b: MonovariantClamp(inactive_mask(b, model_cfg.latent_names, cfg.latent_dim)
                                       .to(device), strength, spread, absolute)
                   for b in BATCH_TYPES}
