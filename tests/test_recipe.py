@@ -169,6 +169,24 @@ def test_shipped_recipes_parse():
     assert steps["dcign"] <= steps["vae"] <= 78_934
 
 
+@pytest.mark.parametrize("name", ["dcign", "vae"])
+def test_shipped_models_are_what_their_recipes_train(name):
+    """Each shipped model's lineage is its recipe: the same stages, in order, each trained as
+    long and with the options the recipe gives it (a recipe changed without re-shipping fails)."""
+    from dcign_eval.models import SHIPPED_DIR
+    from trainer.recipe import RUNTIME_KEYS
+
+    recipe = load_recipe(ROOT / "recipes" / f"{name}.toml")
+    stages = read_lineage(SHIPPED_DIR / name).stages
+    assert [s["name"] for s in stages] == [s.name for s in recipe.stages]
+    for record, stage in zip(stages, recipe.stages):
+        assert record["steps"] == stage.options.get("steps", TrainConfig.steps), stage.name
+        saved = TrainConfig.from_run_config(record).to_dict()  # its "train" and "model"
+        planned = stage.config("runs", recipe).to_dict()
+        for key in set(planned) - set(RUNTIME_KEYS) - {"out", "resume", "init_from"}:
+            assert saved[key] == planned[key], (stage.name, key)
+
+
 # -- running ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
