@@ -448,6 +448,17 @@ class RecipeResult:
     signal: int | None = None
 
 
+def differing_option(saved: dict, planned: dict) -> str | None:
+    """The first training option (a TrainConfig dict's key) that a stage's saved config and the
+    recipe's plan for it disagree on, None when none; runtime keys, paths, the start and the
+    length are not compared (the length is checked against the stage's progress)."""
+    for key, value in planned.items():
+        if key not in RUNTIME_KEYS + ("out", "resume", "init_from", "steps") \
+                and saved[key] != value:
+            return key
+    return None
+
+
 def check_output(recipe: Recipe, root: str | Path) -> None:
     """Before anything trains: ``root`` is new, or this recipe's earlier run, each stage already
     there trained with the options the recipe gives it (a continued run does what it says)."""
@@ -472,13 +483,11 @@ def check_output(recipe: Recipe, root: str | Path) -> None:
         saved = TrainConfig.from_run_config(ckpt_io.read_config(run),
                                             str(run / ckpt_io.CONFIG)).to_dict()
         planned = s.config(root, recipe).to_dict()
-        for key, value in planned.items():
-            if key in RUNTIME_KEYS + ("out", "resume", "init_from", "steps"):
-                continue
-            if saved[key] != value:
-                raise DcignError(f"{run} was trained with {key} = {_show(saved[key])}, the recipe "
-                                 f"says {_show(value)}; choose another --out (or remove {run} "
-                                 f"and the stages after it)")
+        key = differing_option(saved, planned)
+        if key is not None:
+            raise DcignError(f"{run} was trained with {key} = {_show(saved[key])}, the recipe "
+                             f"says {_show(planned[key])}; choose another --out (or remove {run} "
+                             f"and the stages after it)")
         if Path(saved["init_from"]).name != Path(planned["init_from"]).name:
             raise DcignError(f"{run} started from {saved['init_from'] or 'scratch'}, the recipe "
                              f"starts it from {planned['init_from'] or 'scratch'}; choose "
